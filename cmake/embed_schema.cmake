@@ -1,0 +1,10 @@
+# Concatenates schema/*.kcs (sorted) into one C string: const char kc_schema_text[].
+file(GLOB files ${SRC_DIR}/*.kcs)
+list(SORT files)
+set(body "")
+foreach(f ${files})
+  file(READ ${f} content HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," content "${content}")
+  string(APPEND body "${content}0x0a,\n")
+endforeach()
+file(WRITE ${OUT} "/* generated from schema (kcs files) by cmake/embed_schema.cmake */\n#include <stddef.h>\nconst char kc_schema_text[] = {\n${body}0x00};\nconst size_t kc_schema_text_len = sizeof(kc_schema_text) - 1;\n")

@@ -1,0 +1,2 @@
+// placeholder
+int kc_schema_placeholder(void); int kc_schema_placeholder(void){return 0;}

@@ -1,0 +1,2 @@
+// placeholder
+int kc_store_placeholder(void); int kc_store_placeholder(void){return 0;}

@@ -1,0 +1,20 @@
+/* timeutil.h — time stamps in the forms Kubernetes uses. */
+#ifndef KC_UTIL_TIMEUTIL_H
+#define KC_UTIL_TIMEUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* "2026-11-26T15:30:00Z" (metav1.Time, second precision). out must hold 21+ bytes. */
+void kc_time_rfc3339(time_t t, char *out, size_t n);
+/* "2026-11-26T15:30:00.123456Z" (metav1.MicroTime). out must hold 28+ bytes. */
+void kc_time_rfc3339_micro(const struct timespec *ts, char *out, size_t n);
+/* Parses RFC 3339 (with or without fraction, Z or ±hh:mm). Returns 0 and sets *t, or -1. */
+int kc_time_parse(const char *s, time_t *t);
+/* kubectl's "AGE" text: 5s, 3m20s, 12m, 5h3m, 3d4h, 400d ... (k8s.io/apimachinery duration.HumanDuration). */
+void kc_time_human_duration(int64_t seconds, char *out, size_t n);
+/* Monotonic seconds as a double, for latency measurement. */
+double kc_mono_now(void);
+
+#endif
