@@ -1,1 +1,0 @@
-int kc_pki_placeholder(void); int kc_pki_placeholder(void){return 0;}
