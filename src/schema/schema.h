@@ -1,6 +1,6 @@
 /* schema.h — one description of every kind kubec serves, and what is derived from it.
  *
- * The project owns a schema description (schema/*.kcs, embedded into the
+ * The project owns a schema description (the .kcs files under schema/, embedded into the
  * binary at build time; format in docs/schema-format.md). From that one
  * description kubec derives, instead of keeping hand-made copies:
  *   - the OpenAPI v3 documents (/openapi/v3/...), with
@@ -80,6 +80,10 @@ const struct kc_type *kc_schema_kind(const struct kc_schema *s, const char *grou
                                      const char *kind);
 const struct kc_field *kc_type_field(const struct kc_type *t, const char *json_name);
 const struct kc_field *kc_type_field_num(const struct kc_type *t, int number);
+
+/* All described types, in declaration order (for tools and tests). */
+size_t kc_schema_ntypes(const struct kc_schema *s);
+const struct kc_type *kc_schema_type_at(const struct kc_schema *s, size_t i);
 
 /* Callbacks for kc_strategic_merge_patch; type pointers are const struct kc_type *. */
 const struct kc_patch_schema *kc_schema_patch_ops(const struct kc_schema *s);

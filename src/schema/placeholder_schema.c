@@ -1,2 +1,0 @@
-// placeholder
-int kc_schema_placeholder(void); int kc_schema_placeholder(void){return 0;}
