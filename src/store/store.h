@@ -37,6 +37,13 @@
 
 typedef int64_t kc_rev_t;
 
+/* Limits every backend enforces (KC_ETOOLARGE past them). Keys must be
+ * non-empty and must not contain the bytes 0xF8..0xFF (which never occur in
+ * UTF-8), so a prefix's upper bound can always be formed by incrementing its
+ * last byte; such keys fail with KC_EINVAL. */
+#define KC_STORE_MAX_KEY 4096
+#define KC_STORE_MAX_VALUE (16u * 1024u * 1024u)
+
 struct kc_kv {
     char *key;
     char *value;         /* NUL-terminated for convenience; value_len excludes the NUL */

@@ -1,2 +1,0 @@
-// placeholder
-int kc_store_placeholder(void); int kc_store_placeholder(void){return 0;}
