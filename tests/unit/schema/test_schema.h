@@ -1,0 +1,47 @@
+/* test_schema.h — the small schema both schema test programs describe their cases against. */
+#ifndef KC_TEST_SCHEMA_H
+#define KC_TEST_SCHEMA_H
+
+static const char test_schema_text[] =
+    "# a small schema exercising every field type\n"
+    "type t.v1.Widget gvk=example.com/v1/Widget desc=A widget.\n"
+    "  apiVersion string 0\n"
+    "  kind string 0\n"
+    "  metadata t.v1.Meta 1\n"
+    "  spec t.v1.WidgetSpec 2 desc=What the widget should be.\n"
+    "\n"
+    "type t.v1.Gadget gvk=core/v1/Gadget\n"
+    "  apiVersion string 0\n"
+    "  kind string 0\n"
+    "  metadata t.v1.Meta 1\n"
+    "  value int32 2 required\n"
+    "type t.v1.Meta\n"
+    "  name string 1\n"
+    "  labels map[string] 11\n"
+    "  creationTimestamp time 8\n"
+    "type t.v1.WidgetSpec\n"
+    "  replicas int32 1 desc=How many.\n"
+    "  parts []t.v1.Part 2 required strategy=merge key=name listType=map mapKeys=name desc=The parts.\n"
+    "  tags []string 3 strategy=merge\n"
+    "  port intorstring 4\n"
+    "  size quantity 5\n"
+    "  extra raw 6\n"
+    "  byName map[t.v1.Part] 7\n"
+    "  data map[bytes] 8\n"
+    "  big int64 9\n"
+    "  ratio double 10\n"
+    "  on bool 11\n"
+    "  timeout duration 12\n"
+    "  volumes []t.v1.Part 13 strategy=merge,retainKeys key=name\n"
+    "  nums []int32 14\n"
+    "  node t.v1.Node 15\n"
+    "  blob bytes 16\n"
+    "type t.v1.Part\n"
+    "  name string 1 required\n"
+    "  weight int32 2\n"
+    "  when microtime 3\n"
+    "type t.v1.Node\n"
+    "  child t.v1.Node 1\n"
+    "  label string 2\n";
+
+#endif
