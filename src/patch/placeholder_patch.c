@@ -1,2 +1,0 @@
-// placeholder
-int kc_patch_placeholder(void); int kc_patch_placeholder(void){return 0;}
