@@ -12,6 +12,15 @@
  * Which fields are allowed is decided per kind by the caller
  * (kc_field_selector_check).
  *
+ * Limits: label and field selector strings over 65536 bytes and sets over
+ * 4096 values are rejected with KC_EINVAL. Error texts are upstream's, e.g.
+ *   unable to parse requirement: found '', expected: identifier
+ *   found ',', expected: !, identifier, or 'end of string'
+ *   unable to parse requirement: values[0][x]: Invalid value: "a@b": a valid label must be ...
+ *   invalid selector: 'a'; can't understand 'a'
+ *   invalid field selector: invalid escape sequence: \x
+ *   "Foo" is not a valid label selector operator
+ *
  * Matching asks the caller for values through a lookup callback so that the
  * objects need not be parsed JSON (the watch cache keeps labels and indexed
  * fields beside the bytes).
@@ -46,6 +55,11 @@ bool kc_label_selector_empty(const struct kc_label_selector *sel);
 /* Canonical string form, e.g. "app=my-app,tier in (a,b)" (caller frees). */
 char *kc_label_selector_string(const struct kc_label_selector *sel);
 void kc_label_selector_free(struct kc_label_selector *sel);
+/* True for the selector of a null metav1.LabelSelector (matches nothing). */
+bool kc_label_selector_nothing(const struct kc_label_selector *sel);
+/* Upstream's RequiresExactMatch: if the first requirement on `key` is key=v,
+ * key==v or key in (v) with one value, returns v (for index use), else NULL. */
+const char *kc_label_selector_exact(const struct kc_label_selector *sel, const char *key);
 
 int kc_field_selector_parse(const char *s, struct kc_field_selector **out, struct kc_err *err);
 /* Checks every field named in sel is in the NULL-terminated `allowed` list;
@@ -55,5 +69,10 @@ bool kc_field_selector_matches(const struct kc_field_selector *sel, kc_lookup_fn
 /* If sel requires field == value exactly, returns the value (for index use), else NULL. */
 const char *kc_field_selector_exact(const struct kc_field_selector *sel, const char *field);
 void kc_field_selector_free(struct kc_field_selector *sel);
+/* True if sel has no terms (NULL, "", ",", "="). */
+bool kc_field_selector_empty(const struct kc_field_selector *sel);
+/* Upstream's String(): terms in parse order (sorted), values re-escaped,
+ * e.g. "metadata.name=a\\,b,status.phase!=Running" (caller frees). */
+char *kc_field_selector_string(const struct kc_field_selector *sel);
 
 #endif
