@@ -428,7 +428,15 @@ static json_t *container(json_t *obj, const struct kc_field *f)
     return c;
 }
 
-static int decode_field(const struct kc_field *f, int wt, struct pb *r, json_t *obj, int depth, struct kc_err *err)
+/* A zero number or false: what Go's omitempty leaves out of JSON. */
+static bool is_zero_scalar(const json_t *v)
+{
+    return json_is_false(v) || (json_is_integer(v) && json_integer_value(v) == 0) ||
+           (json_is_real(v) && json_real_value(v) == 0.0);
+}
+
+static int decode_field(const struct kc_type *t, const struct kc_field *f, int wt, struct pb *r, json_t *obj,
+                        int depth, struct kc_err *err)
 {
     if (f->map) {
         if (wt != WT_LEN)
@@ -456,6 +464,10 @@ static int decode_field(const struct kc_field *f, int wt, struct pb *r, json_t *
     int rc = decode_value(f, wt, r, false, depth, &v, err);
     if (rc < 0 || !v)
         return rc;
+    if (is_zero_scalar(v) && kc_field_omitempty(t, f)) {
+        json_decref(v);
+        return 0;
+    }
     json_t *old = json_object_get(obj, f->name);
     if (old && json_is_object(old) && json_is_object(v)) {
         /* protobuf merges repeated occurrences of a singular message */
@@ -480,7 +492,7 @@ static int decode_message(const struct kc_type *t, struct pb r, int depth, json_
         if ((rc = rd_tag(&r, &num, &wt, err)) < 0)
             break;
         const struct kc_field *f = kc_type_field_num(t, num);
-        rc = f ? decode_field(f, wt, &r, obj, depth, err) : skip_value(&r, wt, err);
+        rc = f ? decode_field(t, f, wt, &r, obj, depth, err) : skip_value(&r, wt, err);
     }
     if (rc < 0) {
         json_decref(obj);

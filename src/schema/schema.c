@@ -113,11 +113,16 @@ static int add_field(struct kc_type_impl *t, struct kc_field **out)
         if (!l)
             return KC_ENOMEM;
         t->fline = l;
+        bool *o = realloc(t->omitempty, ncap * sizeof *o);
+        if (!o)
+            return KC_ENOMEM;
+        t->omitempty = o;
         t->fcap = ncap;
     }
     size_t i = t->pub.nfields++;
     memset(&t->pub.fields[i], 0, sizeof t->pub.fields[i]);
     t->ref[i] = NULL;
+    t->omitempty[i] = false;
     *out = &t->pub.fields[i];
     return 0;
 }
@@ -173,10 +178,12 @@ static int parse_strategy(const char *v, unsigned *out)
     return 0;
 }
 
-static int parse_field_option(char *tok, struct kc_field *f, unsigned line, struct kc_err *err)
+static int parse_field_option(char *tok, struct kc_field *f, bool *omitempty, unsigned line, struct kc_err *err)
 {
     if (strcmp(tok, "required") == 0) {
         f->required = true;
+    } else if (strcmp(tok, "omitempty") == 0) {
+        *omitempty = true;
     } else if (strncmp(tok, "strategy=", 9) == 0) {
         if (parse_strategy(tok + 9, &f->strategy) < 0)
             return perr(err, line, "bad option \"%s\" on field \"%s\"", tok, f->name);
@@ -220,7 +227,7 @@ static int parse_field_line(struct kc_type_impl *t, char *p, unsigned line, stru
         return perr(err, line, "bad protobuf number \"%s\" for field \"%s\"", num, name);
     f->number = (int)n;
     for (char *tok; (tok = next_token(&p));)
-        if ((rc = parse_field_option(tok, f, line, err)) < 0)
+        if ((rc = parse_field_option(tok, f, &t->omitempty[idx], line, err)) < 0)
             return rc;
     if (f->merge_key && !f->list)
         return perr(err, line, "key= on field \"%s\" which is not a list%s", name, NULL);
@@ -492,6 +499,7 @@ void kc_schema_free(struct kc_schema *s)
         free(t->by_num);
         free(t->ref);
         free(t->fline);
+        free(t->omitempty);
         free(t);
     }
     free(s->types);
@@ -602,6 +610,12 @@ size_t kc_schema_ntypes(const struct kc_schema *s)
 const struct kc_type *kc_schema_type_at(const struct kc_schema *s, size_t i)
 {
     return i < s->ntypes ? &s->types[i]->pub : NULL;
+}
+
+bool kc_field_omitempty(const struct kc_type *t, const struct kc_field *f)
+{
+    const struct kc_type_impl *ti = impl_of(t);
+    return f >= t->fields && f < t->fields + t->nfields && ti->omitempty[f - t->fields];
 }
 
 const struct kc_patch_schema *kc_schema_patch_ops(const struct kc_schema *s)

@@ -85,6 +85,10 @@ const struct kc_field *kc_type_field_num(const struct kc_type *t, int number);
 size_t kc_schema_ntypes(const struct kc_schema *s);
 const struct kc_type *kc_schema_type_at(const struct kc_schema *s, size_t i);
 
+/* Whether field f of t carries the `omitempty` option: a zero number or
+ * false read from protobuf is dropped, as upstream's JSON would omit it. */
+bool kc_field_omitempty(const struct kc_type *t, const struct kc_field *f);
+
 /* Callbacks for kc_strategic_merge_patch; type pointers are const struct kc_type *. */
 const struct kc_patch_schema *kc_schema_patch_ops(const struct kc_schema *s);
 

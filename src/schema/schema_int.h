@@ -17,6 +17,7 @@ struct kc_type_impl {
     uint16_t *by_name;       /* field indexes sorted by JSON name */
     uint16_t *by_num;        /* field indexes (number > 0) sorted by protobuf number */
     size_t nnum;
+    bool *omitempty;         /* per field: the `omitempty` option (protobuf zero values dropped) */
     const char **ref;        /* while parsing: the unresolved type name of each message field */
     unsigned *fline;         /* while parsing: the line of each field */
     size_t fcap;

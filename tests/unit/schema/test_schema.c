@@ -74,6 +74,10 @@ static void test_parse_good(void **state)
     assert_int_equal(kc_type_field(spec, "size")->type, KC_F_QUANTITY);
     assert_int_equal(kc_type_field(spec, "extra")->type, KC_F_RAW);
     assert_int_equal(kc_type_field(spec, "timeout")->type, KC_F_DURATION);
+    assert_true(kc_field_omitempty(spec, kc_type_field(spec, "paused")));
+    assert_true(kc_field_omitempty(spec, kc_type_field(spec, "minReady")));
+    assert_string_equal(kc_type_field(spec, "minReady")->description, "Zero is left out of JSON.");
+    assert_false(kc_field_omitempty(spec, kc_type_field(spec, "replicas")));
     assert_int_equal(kc_type_field(kc_schema_type(s, "t.v1.Part"), "when")->type, KC_F_MICROTIME);
     /* a self-referencing type resolves to itself */
     const struct kc_type *node = kc_schema_type(s, "t.v1.Node");

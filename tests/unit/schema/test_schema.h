@@ -36,6 +36,8 @@ static const char test_schema_text[] =
     "  nums []int32 14\n"
     "  node t.v1.Node 15\n"
     "  blob bytes 16\n"
+    "  paused bool 17 omitempty\n"
+    "  minReady int32 18 omitempty desc=Zero is left out of JSON.\n"
     "type t.v1.Part\n"
     "  name string 1 required\n"
     "  weight int32 2\n"
