@@ -208,6 +208,41 @@ static void test_patch_ops(void **state)
     kc_schema_free(s);
 }
 
+/* The callbacks drive the real strategic merge patch: containers merge by name. */
+static void test_patch_ops_with_smp(void **state)
+{
+    const struct kc_schema *s = kc_schema_default();
+    const struct kc_type *dep = kc_schema_kind(s, "apps", "v1", "Deployment");
+    if (!dep)
+        skip();
+    json_error_t je;
+    json_t *orig = json_loads("{\"spec\":{\"replicas\":1,\"template\":{\"spec\":{\"containers\":["
+                              "{\"name\":\"a\",\"image\":\"nginx:1.25\"},{\"name\":\"b\",\"image\":\"redis\"}]}}}}",
+                              0, &je);
+    json_t *patch = json_loads("{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"a\",\"image\":"
+                               "\"nginx:1.26\"}]}}}}",
+                               0, &je);
+    json_t *out = NULL;
+    struct kc_err err = {0};
+    assert_int_equal(kc_strategic_merge_patch(orig, patch, kc_schema_patch_ops(s), dep, &out, &err), 0);
+    json_t *want = json_loads("{\"spec\":{\"replicas\":1,\"template\":{\"spec\":{\"containers\":["
+                              "{\"name\":\"a\",\"image\":\"nginx:1.26\"},{\"name\":\"b\",\"image\":\"redis\"}]}}}}",
+                              0, &je);
+    if (!json_equal(out, want))
+        fail_msg("got %s", json_dumps(out, JSON_SORT_KEYS));
+    json_decref(out);
+    /* without the schema the list is replaced wholesale */
+    assert_int_equal(kc_strategic_merge_patch(orig, patch, NULL, NULL, &out, &err), 0);
+    assert_int_equal(json_array_size(json_object_get(
+                         json_object_get(json_object_get(json_object_get(out, "spec"), "template"), "spec"),
+                         "containers")),
+                     1);
+    json_decref(out);
+    json_decref(want);
+    json_decref(orig);
+    json_decref(patch);
+}
+
 /* ---------- check ---------- */
 
 static bool array_has_string(json_t *a, const char *s)
@@ -554,6 +589,34 @@ static void test_default_schema(void **state)
     assert_string_equal(c->merge_key, "name");
     assert_true(c->strategy & KC_PS_MERGE);
 
+    /* a typical Deployment passes the check; a typo is reported with upstream's path */
+    const struct kc_type *dt = kc_schema_kind(s, "apps", "v1", "Deployment");
+    if (dt) {
+        json_error_t je;
+        json_t *obj = json_loads(
+            "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":"
+            "\"default\",\"labels\":{\"app\":\"web\"},\"annotations\":{\"a\":\"b\"}},\"spec\":{\"replicas\":3,"
+            "\"selector\":{\"matchLabels\":{\"app\":\"web\"}},\"strategy\":{\"type\":\"RollingUpdate\","
+            "\"rollingUpdate\":{\"maxSurge\":\"25%\",\"maxUnavailable\":1}},\"template\":{\"metadata\":{"
+            "\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":[{\"name\":\"nginx\",\"image\":"
+            "\"nginx:1.25\",\"imagePullPolicyy\":\"Always\",\"ports\":[{\"containerPort\":80,\"protocol\":"
+            "\"TCP\"}],\"resources\":{\"limits\":{\"cpu\":\"500m\",\"memory\":\"128Mi\"},\"requests\":{"
+            "\"cpu\":0.25}},\"readinessProbe\":{\"httpGet\":{\"path\":\"/\",\"port\":80}},\"env\":[{"
+            "\"name\":\"A\",\"value\":\"1\"}]}]}}}}",
+            0, &je);
+        assert_non_null(obj);
+        json_t *unknown = json_array(), *errs = json_array();
+        kc_schema_check(s, dt, obj, unknown, errs);
+        if (json_array_size(errs))
+            fail_msg("type errors: %s", json_dumps(errs, 0));
+        if (json_array_size(unknown) != 1 ||
+            !array_has_string(unknown, "unknown field \"spec.template.spec.containers[0].imagePullPolicyy\""))
+            fail_msg("unknown: %s", json_dumps(unknown, 0));
+        json_decref(unknown);
+        json_decref(errs);
+        json_decref(obj);
+    }
+
     /* the apps/v1 document: every $ref resolves, and kubectl finds the Deployment by gvk */
     static const char *const subs[] = {"status", "scale", NULL};
     struct kc_openapi_kind dep = {"apps", "v1", "Deployment", "deployments", true, subs};
@@ -575,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_patch_ops),
+        cmocka_unit_test(test_patch_ops_with_smp),
         cmocka_unit_test(test_check_unknown_fields),
         cmocka_unit_test(test_check_types),
         cmocka_unit_test(test_openapi_shape),
