@@ -379,6 +379,23 @@ static int decode_packed(const struct kc_field *f, struct pb *r, json_t *arr, st
     return rc;
 }
 
+/* The value of a map entry written without one: the type's zero value. */
+static json_t *missing_map_value(enum kc_ftype t)
+{
+    switch (t) {
+    case KC_F_MESSAGE:
+    case KC_F_RAW: return json_object();
+    case KC_F_INT32:
+    case KC_F_INT64:
+    case KC_F_INTORSTRING: return json_integer(0);
+    case KC_F_DOUBLE: return json_real(0);
+    case KC_F_BOOL: return json_false();
+    case KC_F_QUANTITY: return json_string("0");
+    case KC_F_DURATION: return json_string("0s");
+    default: return json_string("");
+    }
+}
+
 /* One map entry {key = 1; value = 2}. */
 static int decode_map_entry(const struct kc_field *f, struct pb *r, json_t *obj, int depth, struct kc_err *err)
 {
@@ -407,7 +424,7 @@ static int decode_map_entry(const struct kc_field *f, struct pb *r, json_t *obj,
     if (!rc) {
         const char *k = key ? json_string_value(key) : "";
         if (!val)
-            val = f->type == KC_F_MESSAGE ? json_object() : json_string("");
+            val = missing_map_value(f->type);
         if (json_object_set(obj, k, val) < 0)
             rc = kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     }
