@@ -29,6 +29,7 @@
 #define KC_SCHEMA_MAX_FIELDS 4096       /* fields of one type (indexes are uint16_t) */
 #define KC_CHECK_MAX_DEPTH 100          /* nesting walked by kc_schema_check */
 #define KC_CHECK_MAX_PATH 2048          /* longest reported field path */
+#define KC_CHECK_MAX_ERRORS 100         /* upstream's decoder also stops collecting at 100 */
 
 /* ---------- small helpers ---------- */
 
@@ -703,7 +704,7 @@ static void go_type(const struct kc_field *f, bool elem, char *out, size_t n)
 static void type_error(struct check *c, const struct kc_type *owner, const struct kc_field *f, bool elem,
                        const json_t *v)
 {
-    if (!c->type_errs)
+    if (!c->type_errs || json_array_size(c->type_errs) >= KC_CHECK_MAX_ERRORS)
         return;
     char gt[200], msg[KC_CHECK_MAX_PATH + 400];
     go_type(f, elem, gt, sizeof gt);
@@ -801,7 +802,7 @@ static void check_object(struct check *c, const struct kc_type *t, json_t *obj)
         size_t saved = path_push_key(c, k);
         const struct kc_field *f = kc_type_field(t, k);
         if (!f) {
-            if (c->unknown) {
+            if (c->unknown && json_array_size(c->unknown) < KC_CHECK_MAX_ERRORS) {
                 char msg[KC_CHECK_MAX_PATH + 32];
                 snprintf(msg, sizeof msg, "unknown field \"%s\"", path_str(c));
                 json_array_append_new(c->unknown, json_string(msg));

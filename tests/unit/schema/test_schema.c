@@ -291,6 +291,24 @@ static void test_check_unknown_fields(void **state)
     kc_schema_free(s);
 }
 
+static void test_check_caps_at_100(void **state)
+{
+    struct kc_schema *s = parse_ok(test_schema_text);
+    json_t *obj = json_object(), *spec = json_object();
+    for (int i = 0; i < 150; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "x%d", i);
+        json_object_set_new(spec, k, json_true());
+    }
+    json_object_set_new(obj, "spec", spec);
+    json_t *unknown = json_array();
+    kc_schema_check(s, kc_schema_type(s, "t.v1.Widget"), obj, unknown, NULL);
+    assert_int_equal(json_array_size(unknown), 100);
+    json_decref(unknown);
+    json_decref(obj);
+    kc_schema_free(s);
+}
+
 static void test_check_types(void **state)
 {
     struct kc_schema *s = parse_ok(test_schema_text);
@@ -641,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_patch_ops_with_smp),
         cmocka_unit_test(test_check_unknown_fields),
         cmocka_unit_test(test_check_types),
+        cmocka_unit_test(test_check_caps_at_100),
         cmocka_unit_test(test_openapi_shape),
         cmocka_unit_test(test_openapi_v2_pb),
         cmocka_unit_test(test_default_schema),
