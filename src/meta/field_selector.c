@@ -200,7 +200,7 @@ int kc_field_selector_parse(const char *s, struct kc_field_selector **out, struc
     }
     if (rc)
         kc_err_set(err, rc, 500, "InternalError", "out of memory");
-    if (!rc) {
+    if (!rc && np) {
         qsort(parts, np, sizeof *parts, cmp_str);
         rc = parse_terms(s, parts, np, sel, err);
     }

@@ -533,7 +533,8 @@ static int parse_requirement(struct parser *p, struct req *out, struct kc_err *e
             return KC_ENOMEM;
         }
     }
-    qsort(vs.v, vs.n, sizeof *vs.v, cmp_str); /* sets.String.List() is sorted */
+    if (vs.n > 1)
+        qsort(vs.v, vs.n, sizeof *vs.v, cmp_str); /* sets.String.List() is sorted */
     out->vals = vs.v;
     out->nvals = vs.n;
     check_requirement(out, false, &l);
