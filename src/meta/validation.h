@@ -14,8 +14,9 @@
  * values say "must be no more than 63 bytes" (pkg/api/validate/content).
  * Where upstream returns several messages for one value (e.g. too long AND
  * bad characters), the single-string functions join them with "; " (as
- * upstream's label selector parser does); the JSON functions below emit one
- * cause per message, as upstream's ValidateLabels does.
+ * upstream's label selector parser does) into msg (truncated to n; with no
+ * buffer, the first message alone is returned); the JSON functions below emit
+ * one cause per message, as upstream's ValidateLabels does. Thread-safe.
  */
 #ifndef KC_META_VALIDATION_H
 #define KC_META_VALIDATION_H
