@@ -1,2 +1,46 @@
+/* main.c — the kubec multicall binary: one table row per subcommand. */
 #include <stdio.h>
-int main(void) { puts("kubec"); return 0; }
+#include <string.h>
+
+#include "apiserver/apiserver.h"
+
+struct kc_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    puts("kubec v0.1.0 (Kubernetes API v1.33)");
+    return 0;
+}
+
+static const struct kc_cmd cmds[] = {
+    {"server", kc_server_main, "run the API server with its embedded store"},
+    {"version", cmd_version, "print the version"},
+};
+
+static int usage(FILE *f)
+{
+    fprintf(f, "Usage: kubec <command> [flags]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nRun 'kubec <command> --help' for a command's flags.\n");
+    return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))
+        return usage(stdout);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "kubec: unknown command %s\n\n", argv[1]);
+    return usage(stderr);
+}

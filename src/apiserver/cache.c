@@ -1,0 +1,483 @@
+/* cache.c — the watch cache: every current object in memory, plus a ring of
+ * recent events per storage prefix, fed by ONE store watch.
+ *
+ * Data: one struct kc_storage per resource storage prefix, holding a hash
+ * map key → struct kc_obj (immutable, reference-counted: the bytes served to
+ * clients with metadata.resourceVersion already set, the labels, and the
+ * values of the fields usable in field selectors) and a ring of struct
+ * kc_wev. Watchers never get per-watcher copies: each watch stream reads
+ * the shared ring from its own position (watch.c), so fan-out costs one
+ * reference per event, not one copy per watcher.
+ *
+ * Threads: the store calls ingest_cb on its writer thread; it only copies
+ * the raw event into a queue. The cache thread parses each event once,
+ * builds the kc_obj, updates the map and ring under the storage's mutex,
+ * broadcasts the storage's condition variable (waking its watchers), then
+ * advances the global revision and wakes writers waiting in kc_cache_wait
+ * (read-your-writes: a handler answers a write only once the cache has it).
+ */
+#include "apiserver/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/log.h"
+
+struct raw_ev {
+    struct raw_ev *next;
+    int type;
+    kc_rev_t rev, create_rev, prev_rev;
+    char *key, *value;
+    size_t len;
+};
+
+struct kc_cache {
+    struct kc_store *store;
+    struct kc_storage *st;
+    size_t nst;
+    struct kc_watch *w;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;      /* queue non-empty / stop */
+    pthread_cond_t rev_cond;  /* global rev advanced */
+    struct raw_ev *head, *tail;
+    kc_rev_t rev;
+    bool stop, dead;
+};
+
+struct kc_obj *kc_obj_ref(struct kc_obj *o)
+{
+    if (o)
+        atomic_fetch_add(&o->refs, 1);
+    return o;
+}
+
+void kc_obj_unref(struct kc_obj *o)
+{
+    if (!o || atomic_fetch_sub(&o->refs, 1) != 1)
+        return;
+    free(o->key);
+    free(o->ns);
+    free(o->name);
+    free(o->json);
+    json_decref(o->labels);
+    for (int i = 0; i < o->nfields; i++)
+        free(o->fvals[i]);
+    free(o);
+}
+
+json_t *kc_obj_parse(const struct kc_obj *o) { return json_loadb(o->json, o->len, 0, NULL); }
+
+const char *kc_obj_field(const struct kc_obj *o, const char *name)
+{
+    if (!strcmp(name, "metadata.name"))
+        return o->name;
+    if (!strcmp(name, "metadata.namespace"))
+        return o->ns;
+    for (int i = 0; i < o->nfields; i++)
+        if (!strcmp(o->fnames[i], name))
+            return o->fvals[i];
+    return NULL;
+}
+
+void kc_objs_free(struct kc_obj **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kc_obj_unref(v[i]);
+    free(v);
+}
+
+static const struct kc_resource *storage_resource(const struct kc_storage *st)
+{
+    for (size_t i = 0; i < kc_nresources; i++)
+        if (kc_resources[i].storage == st)
+            return &kc_resources[i];
+    return NULL;
+}
+
+/* Splits "/registry/<plural>/<ns>/<name>" or "/registry/<plural>/<name>". */
+static void key_names(const char *key, const char *prefix, char **ns, char **name)
+{
+    const char *rest = key + strlen(prefix);
+    const char *slash = strchr(rest, '/');
+    if (slash) {
+        *ns = strndup(rest, (size_t)(slash - rest));
+        *name = strdup(slash + 1);
+    } else {
+        *ns = strdup("");
+        *name = strdup(rest);
+    }
+}
+
+/* Builds the immutable cached form of a stored value at revision rev. */
+static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const char *value, size_t len, kc_rev_t rev,
+                                kc_rev_t create_rev)
+{
+    json_t *o = json_loadb(value, len, 0, NULL);
+    if (!o)
+        return NULL;
+    struct kc_obj *ob = calloc(1, sizeof *ob);
+    if (!ob) {
+        json_decref(o);
+        return NULL;
+    }
+    atomic_init(&ob->refs, 1);
+    ob->rev = rev;
+    ob->create_rev = create_rev;
+    ob->key = strdup(key);
+    key_names(key, st->prefix, &ob->ns, &ob->name);
+    json_t *meta = kc_jmeta(o);
+    char rv[32];
+    snprintf(rv, sizeof rv, "%lld", (long long)rev);
+    json_object_set_new(meta, "resourceVersion", json_string(rv));
+    json_t *labels = json_object_get(meta, "labels");
+    if (json_is_object(labels) && json_object_size(labels))
+        ob->labels = json_incref(labels);
+    const struct kc_resource *res = storage_resource(st);
+    if (res && res->index_fields) {
+        const char *vals[KC_MAX_INDEX];
+        res->index_fields(o, ob->fnames, vals, &ob->nfields, KC_MAX_INDEX);
+        for (int i = 0; i < ob->nfields; i++)
+            ob->fvals[i] = strdup(vals[i]);
+    }
+    ob->json = kc_json_dump(o, &ob->len);
+    json_decref(o);
+    if (!ob->json || !ob->key || !ob->ns || !ob->name) {
+        kc_obj_unref(ob);
+        return NULL;
+    }
+    return ob;
+}
+
+static struct kc_storage *storage_for_key(struct kc_cache *c, const char *key)
+{
+    for (size_t i = 0; i < c->nst; i++)
+        if (!strncmp(key, c->st[i].prefix, strlen(c->st[i].prefix)))
+            return &c->st[i];
+    return NULL;
+}
+
+static void ring_push(struct kc_storage *st, struct kc_wev ev)
+{
+    if (st->ring_len == st->ring_cap) {
+        struct kc_wev *old = &st->ring[st->ring_head];
+        st->ring_start_rev = old->rev;
+        kc_obj_unref(old->obj);
+        kc_obj_unref(old->prev);
+        st->ring_head = (st->ring_head + 1) % st->ring_cap;
+        st->ring_len--;
+    }
+    st->ring[(st->ring_head + st->ring_len) % st->ring_cap] = ev;
+    st->ring_len++;
+    st->events_total++;
+}
+
+static void apply_event(struct kc_cache *c, struct raw_ev *e)
+{
+    struct kc_storage *st = storage_for_key(c, e->key);
+    if (!st)
+        return;
+    struct kc_obj *ob = obj_build(st, e->key, e->value, e->len, e->rev, e->create_rev);
+    if (!ob) {
+        kc_error("cache", "cannot decode stored object %s at revision %lld", e->key, (long long)e->rev);
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    struct kc_wev ev = {.rev = e->rev, .obj = ob};
+    int err = 0;
+    if (e->type == KC_EV_DELETE) {
+        ev.type = KC_WEV_DELETED;
+        ev.prev = kc_map_del(&st->objs, e->key);
+    } else {
+        ev.prev = kc_map_put(&st->objs, e->key, kc_obj_ref(ob), &err);
+        ev.type = ev.prev ? KC_WEV_MODIFIED : KC_WEV_ADDED;
+        if (err)
+            kc_obj_unref(ob);
+    }
+    ring_push(st, ev);
+    pthread_cond_broadcast(&st->cond);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void *cache_thread(void *arg)
+{
+    struct kc_cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->head && !c->stop)
+            pthread_cond_wait(&c->cond, &c->mu);
+        if (!c->head && c->stop)
+            break;
+        struct raw_ev *batch = c->head;
+        c->head = c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        kc_rev_t last = 0;
+        while (batch) {
+            struct raw_ev *e = batch;
+            batch = e->next;
+            apply_event(c, e);
+            last = e->rev;
+            free(e->key);
+            free(e->value);
+            free(e);
+        }
+        pthread_mutex_lock(&c->mu);
+        if (last > c->rev)
+            c->rev = last;
+        pthread_cond_broadcast(&c->rev_cond);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static int ingest_cb(void *ctx, const struct kc_event *ev)
+{
+    struct kc_cache *c = ctx;
+    struct raw_ev *e = calloc(1, sizeof *e);
+    if (!e)
+        return 0;
+    e->type = ev->type;
+    e->rev = ev->rev;
+    e->create_rev = ev->create_rev;
+    e->prev_rev = ev->prev_rev;
+    e->key = strdup(ev->key);
+    e->value = malloc(ev->value_len + 1);
+    if (!e->key || !e->value) {
+        free(e->key);
+        free(e->value);
+        free(e);
+        return 0;
+    }
+    memcpy(e->value, ev->value, ev->value_len);
+    e->value[ev->value_len] = 0;
+    e->len = ev->value_len;
+    pthread_mutex_lock(&c->mu);
+    if (c->tail)
+        c->tail->next = e;
+    else
+        c->head = e;
+    c->tail = e;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+static void ingest_end(void *ctx, int reason)
+{
+    struct kc_cache *c = ctx;
+    kc_error("cache", "store watch ended (%d); the API server can no longer serve fresh reads", reason);
+    pthread_mutex_lock(&c->mu);
+    c->dead = true;
+    pthread_cond_broadcast(&c->rev_cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int ring_size_for(const struct kc_resource *r, const char *const *specs, int def)
+{
+    char q[128];
+    kc_resource_qname(r, q, sizeof q);
+    for (size_t i = 0; specs && specs[i]; i++) {
+        const char *hash = strchr(specs[i], '#');
+        if (hash && (size_t)(hash - specs[i]) == strlen(q) && !strncmp(specs[i], q, strlen(q)))
+            return atoi(hash + 1) > 0 ? atoi(hash + 1) : def;
+    }
+    return def;
+}
+
+int kc_cache_start(struct kc_store *store, const char *const *size_specs, int default_size, struct kc_cache **out,
+                   struct kc_err *err)
+{
+    struct kc_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    c->store = store;
+    c->st = calloc(kc_nresources, sizeof *c->st);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_cond_init(&c->rev_cond, NULL);
+    for (size_t i = 0; i < kc_nresources; i++) {
+        struct kc_resource *r = &kc_resources[i];
+        struct kc_storage *st = NULL;
+        for (size_t j = 0; j < c->nst; j++)
+            if (!strcmp(c->st[j].prefix, r->storage_prefix))
+                st = &c->st[j];
+        if (!st) {
+            st = &c->st[c->nst++];
+            snprintf(st->prefix, sizeof st->prefix, "%s", r->storage_prefix);
+            pthread_mutex_init(&st->mu, NULL);
+            pthread_cond_init(&st->cond, NULL);
+            kc_map_init(&st->objs);
+            st->ring_cap = (size_t)ring_size_for(r, size_specs, default_size > 0 ? default_size : 1024);
+            st->ring = calloc(st->ring_cap, sizeof *st->ring);
+        }
+        r->storage = st;
+    }
+    struct kc_kv_list l = {0};
+    kc_rev_t rev = 0;
+    int rc = store->ops->list(store, "/registry/", 0, NULL, 0, &l, &rev, NULL, err);
+    if (rc) {
+        kc_cache_stop(c);
+        return rc;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        struct kc_storage *st = storage_for_key(c, l.items[i].key);
+        if (!st)
+            continue;
+        struct kc_obj *ob =
+            obj_build(st, l.items[i].key, l.items[i].value, l.items[i].value_len, l.items[i].mod_rev,
+                      l.items[i].create_rev);
+        if (ob)
+            kc_map_put(&st->objs, l.items[i].key, ob, NULL);
+    }
+    kc_kv_list_release(&l);
+    for (size_t j = 0; j < c->nst; j++)
+        c->st[j].ring_start_rev = rev;
+    c->rev = rev;
+    pthread_create(&c->thread, NULL, cache_thread, c);
+    rc = store->ops->watch(store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, err);
+    if (rc) {
+        kc_cache_stop(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void kc_cache_stop(struct kc_cache *c)
+{
+    if (!c)
+        return;
+    if (c->w)
+        c->store->ops->unwatch(c->store, c->w);
+    pthread_mutex_lock(&c->mu);
+    bool started = c->thread != 0;
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_cond_broadcast(&c->rev_cond);
+    pthread_mutex_unlock(&c->mu);
+    if (started)
+        pthread_join(c->thread, NULL);
+    for (size_t j = 0; j < c->nst; j++) {
+        struct kc_storage *st = &c->st[j];
+        void *v;
+        for (long i = kc_map_next(&st->objs, 0, NULL, &v); i >= 0; i = kc_map_next(&st->objs, i + 1, NULL, &v))
+            kc_obj_unref(v);
+        kc_map_release(&st->objs);
+        for (size_t k = 0; k < st->ring_len; k++) {
+            struct kc_wev *ev = &st->ring[(st->ring_head + k) % st->ring_cap];
+            kc_obj_unref(ev->obj);
+            kc_obj_unref(ev->prev);
+        }
+        free(st->ring);
+        pthread_mutex_destroy(&st->mu);
+        pthread_cond_destroy(&st->cond);
+    }
+    for (size_t i = 0; i < kc_nresources; i++)
+        kc_resources[i].storage = NULL;
+    free(c->st);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->rev_cond);
+    free(c);
+}
+
+kc_rev_t kc_cache_rev(struct kc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    kc_rev_t r = c->rev;
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+bool kc_cache_stopping(struct kc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool s = c->stop;
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+void kc_cache_wake_all(struct kc_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_cond_broadcast(&c->rev_cond);
+    pthread_mutex_unlock(&c->mu);
+    for (size_t j = 0; j < c->nst; j++) {
+        pthread_mutex_lock(&c->st[j].mu);
+        pthread_cond_broadcast(&c->st[j].cond);
+        pthread_mutex_unlock(&c->st[j].mu);
+    }
+}
+
+int kc_cache_wait(struct kc_cache *c, kc_rev_t rev, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    while (c->rev < rev && !c->dead) {
+        if (pthread_cond_timedwait(&c->rev_cond, &c->mu, &dl) == ETIMEDOUT) {
+            rc = -1;
+            break;
+        }
+    }
+    if (c->rev < rev)
+        rc = -1;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+struct kc_obj *kc_cache_get(struct kc_storage *st, const char *key)
+{
+    pthread_mutex_lock(&st->mu);
+    struct kc_obj *o = kc_obj_ref(kc_map_get(&st->objs, key));
+    pthread_mutex_unlock(&st->mu);
+    return o;
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+    return strcmp((*(struct kc_obj *const *)a)->key, (*(struct kc_obj *const *)b)->key);
+}
+
+int kc_cache_list(struct kc_cache *c, struct kc_storage *st, const char *prefix, struct kc_obj ***out, size_t *n,
+                  kc_rev_t *rev)
+{
+    size_t plen = strlen(prefix);
+    pthread_mutex_lock(&st->mu);
+    size_t cap = kc_map_len(&st->objs) + 1, k = 0;
+    struct kc_obj **v = malloc(cap * sizeof *v);
+    if (!v) {
+        pthread_mutex_unlock(&st->mu);
+        return KC_ENOMEM;
+    }
+    void *val;
+    for (long i = kc_map_next(&st->objs, 0, NULL, &val); i >= 0; i = kc_map_next(&st->objs, i + 1, NULL, &val)) {
+        struct kc_obj *o = val;
+        if (!strncmp(o->key, prefix, plen))
+            v[k++] = kc_obj_ref(o);
+    }
+    kc_rev_t r = kc_cache_rev(c);
+    if (st->ring_len) {
+        kc_rev_t last = st->ring[(st->ring_head + st->ring_len - 1) % st->ring_cap].rev;
+        if (last > r)
+            r = last;
+    }
+    pthread_mutex_unlock(&st->mu);
+    qsort(v, k, sizeof *v, cmp_obj);
+    *out = v;
+    *n = k;
+    *rev = r;
+    return 0;
+}

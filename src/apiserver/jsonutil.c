@@ -1,0 +1,197 @@
+/* jsonutil.c — JSON helpers of the API server: body parsing with limits,
+ * dotted-path access, Status responses, small formatting helpers.
+ *
+ * jansson is the JSON library: it is mature, small, in Debian, keeps object
+ * key order (so served objects read like upstream's: apiVersion, kind,
+ * metadata, spec, status) and reports error positions, which our 400
+ * messages pass on. Its own depth limit (2048) is far above ours, so
+ * kc_json_depth_ok scans the bytes first and refuses deep nesting cheaply.
+ */
+#include "apiserver/internal.h"
+
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util/timeutil.h"
+
+int kc_json_depth_ok(const char *s, size_t len, int max)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        if (c == '"')
+            in_str = true;
+        else if (c == '{' || c == '[') {
+            if (++depth > max)
+                return 0;
+        } else if (c == '}' || c == ']')
+            depth--;
+    }
+    return 1;
+}
+
+int kc_json_parse_body(const char *body, size_t len, json_t **out, struct kc_err *err)
+{
+    if (!kc_json_depth_ok(body, len, KC_MAX_JSON_DEPTH))
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
+                          "the request body nests deeper than %d levels of objects and arrays", KC_MAX_JSON_DEPTH);
+    json_error_t je;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!o)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
+                          "the request body is not valid JSON: %s at line %d, column %d (byte %d)", je.text,
+                          je.line, je.column, je.position);
+    *out = o;
+    return 0;
+}
+
+char *kc_json_dump(json_t *o, size_t *len)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s && len)
+        *len = strlen(s);
+    return s;
+}
+
+json_t *kc_jget(json_t *o, const char *path)
+{
+    char seg[128];
+    const char *p = path;
+    while (o && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n >= sizeof seg)
+            return NULL;
+        memcpy(seg, p, n);
+        seg[n] = 0;
+        o = json_is_object(o) ? json_object_get(o, seg) : NULL;
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return o;
+}
+
+const char *kc_jstr(json_t *o, const char *path)
+{
+    const char *s = json_string_value(kc_jget(o, path));
+    return s && *s ? s : NULL;
+}
+
+json_t *kc_jmeta(json_t *obj)
+{
+    json_t *m = json_object_get(obj, "metadata");
+    if (!json_is_object(m)) {
+        m = json_object();
+        json_object_set_new(obj, "metadata", m);
+    }
+    return m;
+}
+
+void kc_now_rfc3339(char *out, size_t n) { kc_time_rfc3339(time(NULL), out, n); }
+
+void kc_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) {
+        for (int i = 0; i < 16; i++)
+            b[i] = (unsigned char)rand();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+const char *kc_query(json_t *q, const char *name) { return json_string_value(json_object_get(q, name)); }
+
+bool kc_query_bool(json_t *q, const char *name)
+{
+    const char *v = kc_query(q, name);
+    return v && (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
+void kc_cause(json_t *causes, const char *field, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg, "field", field));
+}
+
+void kc_resp_release(struct kc_resp *r)
+{
+    free(r->body);
+    free(r->warning);
+    free(r->location);
+    free(r->etag);
+    if (r->stream)
+        kc_watch_free(r->stream);
+    memset(r, 0, sizeof *r);
+}
+
+void kc_resp_raw(struct kc_resp *r, int code, const char *ctype, char *body, size_t len)
+{
+    free(r->body);
+    r->code = code;
+    r->content_type = ctype;
+    r->body = body;
+    r->body_len = len;
+}
+
+void kc_resp_json(struct kc_resp *r, int code, json_t *body)
+{
+    size_t len = 0;
+    char *s = kc_json_dump(body, &len);
+    json_decref(body);
+    if (!s) {
+        kc_resp_raw(r, 500, "text/plain", strdup("out of memory"), 13);
+        return;
+    }
+    kc_resp_raw(r, code, "application/json", s, len);
+}
+
+void kc_resp_status(struct kc_resp *r, int code, const char *reason, const char *message, const char *name,
+                    const char *group, const char *details_kind, json_t *causes)
+{
+    json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1", "metadata",
+                           "status", code < 400 ? "Success" : "Failure", "message", message ? message : "",
+                           "reason", reason ? reason : "", "code", code);
+    if (name || details_kind || causes) {
+        json_t *d = json_object();
+        if (name)
+            json_object_set_new(d, "name", json_string(name));
+        if (group && *group)
+            json_object_set_new(d, "group", json_string(group));
+        if (details_kind)
+            json_object_set_new(d, "kind", json_string(details_kind));
+        if (causes)
+            json_object_set_new(d, "causes", causes);
+        json_object_set_new(st, "details", d);
+    }
+    if (!reason || !*reason)
+        json_object_del(st, "reason");
+    kc_resp_json(r, code, st);
+}
+
+void kc_resp_err(struct kc_resp *r, const struct kc_err *e)
+{
+    int code = e->code ? e->code : 500;
+    const char *reason = e->reason[0] ? e->reason : "InternalError";
+    kc_resp_status(r, code, reason, e->message, NULL, NULL, NULL, NULL);
+}

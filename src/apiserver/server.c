@@ -1,0 +1,312 @@
+/* server.c — `kubec server`: flags, start-up, signal handling, shutdown.
+ *
+ * Start-up order: data dir → log the storage backend (first line) → PKI and
+ * kubeconfig → store → watch cache (lists the store once, then watches it)
+ * → seed namespaces → namespace controller → HTTPS listener → "ready".
+ * Shutdown on SIGTERM/SIGINT, in reverse: stop accepting, let in-flight
+ * requests finish and watches end, stop controllers and the cache, close
+ * the store (which finishes queued writes), exit 0.
+ */
+#include "apiserver/apiserver.h"
+#include "apiserver/internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pki/pki.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+void *kc_http_start(struct kc_server *srv, const struct sockaddr *sa, const char *cert, const char *key);
+void kc_http_quiesce(void *d);
+void kc_http_stop(void *d);
+
+static const char usage[] =
+    "Usage: kubec server [flags]\n"
+    "\n"
+    "Runs the Kubernetes API server with its embedded store.\n"
+    "\n"
+    "Flags:\n"
+    "  --data-dir DIR                 where the store, certificates and token live\n"
+    "                                 (default /var/lib/kubec as root, else ~/.local/share/kubec)\n"
+    "  --listen ADDR:PORT             HTTPS address to serve on (default 127.0.0.1:6443)\n"
+    "  --write-kubeconfig PATH        also write the admin kubeconfig here (it is always written\n"
+    "                                 to DIR/kubeconfig.yaml, mode 0600)\n"
+    "  --datastore sqlite             storage backend (default sqlite: DIR/state.db)\n"
+    "  --tls-san NAME                 extra DNS name or IP for the serving certificate (repeatable)\n"
+    "  --watch-cache-sizes LIST       per-resource event history, e.g. deployments.apps#1000,pods#5000\n"
+    "  --default-watch-cache-size N   event history per resource otherwise (default 1024; upstream 100)\n"
+    "  --max-requests-inflight N      concurrent non-mutating requests before 429 (default 400, 0 = no limit)\n"
+    "  --max-mutating-requests-inflight N\n"
+    "                                 concurrent mutating requests before 429 (default 200, 0 = no limit)\n"
+    "  --max-connections-per-ip N     open connections per client address (default 1024)\n"
+    "  --idle-timeout SECONDS         close idle keep-alive connections after this (default 300; watches exempt)\n"
+    "  -h, --help                     show this help\n";
+
+static volatile sig_atomic_t dummy;
+
+static void default_data_dir(char *out, size_t n)
+{
+    if (geteuid() == 0) {
+        snprintf(out, n, "/var/lib/kubec");
+        return;
+    }
+    const char *home = getenv("HOME");
+    if (!home) {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : "/tmp";
+    }
+    snprintf(out, n, "%s/.local/share/kubec", home);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* --flag value | --flag=value */
+static const char *flag_val(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    if (!strncmp(argv[*i], name, n)) {
+        if (argv[*i][n] == '=')
+            return argv[*i] + n + 1;
+        if (argv[*i][n] == 0 && *i + 1 < argc)
+            return argv[++*i];
+    }
+    return NULL;
+}
+
+static char **split_list(const char *s)
+{
+    size_t cap = 4, n = 0;
+    char **v = calloc(cap, sizeof *v);
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n + 2 > cap) {
+            cap *= 2;
+            v = realloc(v, cap * sizeof *v);
+        }
+        v[n++] = strdup(t);
+        v[n] = NULL;
+    }
+    free(copy);
+    return v;
+}
+
+static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***sans)
+{
+    default_data_dir(o->data_dir, sizeof o->data_dir);
+    snprintf(o->listen, sizeof o->listen, "127.0.0.1:6443");
+    snprintf(o->datastore, sizeof o->datastore, "sqlite");
+    o->default_watch_cache_size = 1024;
+    o->max_requests_inflight = 400;
+    o->max_mutating_inflight = 200;
+    o->max_conn_per_ip = 1024;
+    o->idle_timeout_s = 300;
+    size_t nsans = 0;
+    *sans = calloc(65, sizeof **sans);
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            exit(0);
+        } else if ((v = flag_val(argc, argv, &i, "--data-dir")))
+            snprintf(o->data_dir, sizeof o->data_dir, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--listen")))
+            snprintf(o->listen, sizeof o->listen, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--write-kubeconfig")))
+            snprintf(o->write_kubeconfig, sizeof o->write_kubeconfig, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--datastore")))
+            snprintf(o->datastore, sizeof o->datastore, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--tls-san"))) {
+            if (nsans < 64)
+                (*sans)[nsans++] = strdup(v);
+        } else if ((v = flag_val(argc, argv, &i, "--watch-cache-sizes")))
+            o->watch_cache_sizes = split_list(v);
+        else if ((v = flag_val(argc, argv, &i, "--default-watch-cache-size")))
+            o->default_watch_cache_size = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--max-requests-inflight")))
+            o->max_requests_inflight = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--max-mutating-requests-inflight")))
+            o->max_mutating_inflight = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--max-connections-per-ip")))
+            o->max_conn_per_ip = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--idle-timeout")))
+            o->idle_timeout_s = atoi(v);
+        else {
+            fprintf(stderr, "kubec server: unknown flag %s\n\n%s", argv[i], usage);
+            return -1;
+        }
+    }
+    if (strcmp(o->datastore, "sqlite")) {
+        fprintf(stderr, "kubec server: --datastore %s is not supported yet (only sqlite)\n", o->datastore);
+        return -1;
+    }
+    return 0;
+}
+
+static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char *host, size_t hn, char *port,
+                          size_t pn)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon)
+        return -1;
+    const char *h = listen;
+    size_t hl = (size_t)(colon - listen);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    snprintf(host, hn, "%.*s", (int)hl, h);
+    snprintf(port, pn, "%s", colon + 1);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+    if (getaddrinfo(*host ? host : NULL, port, &hints, &res))
+        return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void seed(struct kc_server *srv)
+{
+    const struct kc_resource *nsr = kc_resource_find("", "v1", "namespaces");
+    static const char *names[] = {"default", "kube-system", "kube-public", "kube-node-lease"};
+    for (int i = 0; i < 4; i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", nsr->storage_prefix, names[i]);
+        struct kc_obj *o = kc_cache_get(nsr->storage, key);
+        if (o) {
+            kc_obj_unref(o);
+            continue;
+        }
+        json_t *ns = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Namespace", "metadata", "name",
+                               names[i]);
+        struct kc_err err = {0};
+        if (kc_server_create_json(srv, nsr, ns, &err) && err.code != 409)
+            kc_warn("apiserver", "cannot create namespace %s: %s", names[i], err.message);
+        json_decref(ns);
+    }
+}
+
+int kc_server_main(int argc, char **argv)
+{
+    double t0 = kc_mono_now();
+    struct kc_server *srv = calloc(1, sizeof *srv);
+    char **sans = NULL;
+    if (parse_flags(argc, argv, &srv->opts, &sans))
+        return 2;
+    char dbpath[600];
+    snprintf(dbpath, sizeof dbpath, "%s/state.db", srv->opts.data_dir);
+    kc_info("apiserver", "Using storage backend sqlite (%s)", dbpath);
+    if (mkdir_p(srv->opts.data_dir, 0700) < 0) {
+        kc_error("apiserver", "cannot create data dir %s: %s", srv->opts.data_dir, strerror(errno));
+        return 1;
+    }
+    /* block the signals we wait for in every thread we start */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sockaddr_storage ss;
+    char host[256], port[16];
+    if (resolve_listen(srv->opts.listen, &ss, host, sizeof host, port, sizeof port)) {
+        kc_error("apiserver", "--listen %s: expected ADDR:PORT", srv->opts.listen);
+        return 2;
+    }
+    if (*host && strcmp(host, "0.0.0.0") && strcmp(host, "::")) {
+        size_t k = 0;
+        while (sans[k])
+            k++;
+        if (k < 64)
+            sans[k] = strdup(host);
+    }
+    struct kc_pki pki = {0};
+    struct kc_err err = {0};
+    if (kc_pki_load_or_create(srv->opts.data_dir, (const char *const *)sans, &pki, &err)) {
+        kc_error("apiserver", "certificates: %s", err.message);
+        return 1;
+    }
+    srv->token = pki.token;
+    const char *url_host = (!*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::")) ? "127.0.0.1" : host;
+    if (strchr(url_host, ':'))
+        snprintf(srv->server_url, sizeof srv->server_url, "https://[%s]:%s", url_host, port);
+    else
+        snprintf(srv->server_url, sizeof srv->server_url, "https://%s:%s", url_host, port);
+    char kcpath[600];
+    snprintf(kcpath, sizeof kcpath, "%s/kubeconfig.yaml", srv->opts.data_dir);
+    if (kc_pki_write_kubeconfig(kcpath, srv->server_url, &pki, &err) ||
+        (srv->opts.write_kubeconfig[0] &&
+         kc_pki_write_kubeconfig(srv->opts.write_kubeconfig, srv->server_url, &pki, &err))) {
+        kc_error("apiserver", "kubeconfig: %s", err.message);
+        return 1;
+    }
+    if (kc_store_sqlite_open(dbpath, NULL, &srv->store, &err)) {
+        kc_error("apiserver", "store: %s", err.message);
+        return 1;
+    }
+    kc_resources_init();
+    if (kc_cache_start(srv->store, (const char *const *)srv->opts.watch_cache_sizes,
+                       srv->opts.default_watch_cache_size, &srv->cache, &err)) {
+        kc_error("apiserver", "watch cache: %s", err.message);
+        kc_store_close(srv->store);
+        return 1;
+    }
+    seed(srv);
+    kc_nsctl_start(srv);
+    void *http = kc_http_start(srv, (struct sockaddr *)&ss, pki.cert_pem, pki.key_pem);
+    if (!http) {
+        kc_error("apiserver", "cannot listen on %s (address in use?)", srv->opts.listen);
+        srv->stopping = true;
+        kc_nsctl_stop(srv);
+        kc_cache_stop(srv->cache);
+        kc_store_close(srv->store);
+        return 1;
+    }
+    kc_info("apiserver", "Serving on %s; kubeconfig %s; ready in %.1f ms", srv->server_url, kcpath,
+            (kc_mono_now() - t0) * 1000.0);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    kc_info("apiserver", "Received signal %d: shutting down", sig);
+    double t1 = kc_mono_now();
+    kc_http_quiesce(http);
+    srv->stopping = true;
+    kc_cache_wake_all(srv->cache); /* ends watch streams promptly */
+    kc_http_stop(http);
+    kc_nsctl_stop(srv);
+    kc_cache_stop(srv->cache);
+    kc_store_close(srv->store);
+    kc_info("apiserver", "Stopped cleanly in %.1f ms", (kc_mono_now() - t1) * 1000.0);
+    for (size_t i = 0; sans[i]; i++)
+        free(sans[i]);
+    free(sans);
+    for (size_t i = 0; srv->opts.watch_cache_sizes && srv->opts.watch_cache_sizes[i]; i++)
+        free(srv->opts.watch_cache_sizes[i]);
+    free(srv->opts.watch_cache_sizes);
+    kc_pki_release(&pki);
+    free(srv);
+    (void)dummy;
+    return 0;
+}
