@@ -138,28 +138,53 @@ static int not_a_list(struct kc_smp *m, const char *what, json_t *v)
                              what);
 }
 
-/* Checks that the patch list's items appear in the order list, in order
- * ($patch items skipped). */
+static bool is_delete_item(json_t *v)
+{
+    const char *d = json_string_value(json_object_get(v, KC_DIR_PATCH));
+    return d && !strcmp(d, "delete");
+}
+
+/* Checks that the patch list's items appear in the order list, in order.
+ * With a merge key, $patch:delete items are left out first; other $patch
+ * items are skipped while the order list lasts (as upstream does). */
 static int validate_order(struct kc_smp *m, json_t *pl, json_t *order, const char *key)
 {
     if (!pl || json_array_size(order) == 0 || json_array_size(pl) == 0)
         return 0;
-    size_t pi = 0, si = 0, n = json_array_size(pl), no = json_array_size(order);
+    json_t *items = json_array();
+    if (!items)
+        return kc_patch_nomem(m->err);
+    size_t i;
+    json_t *v;
+    int rc = 0;
+    json_array_foreach(pl, i, v) {
+        if (key && !json_is_object(v)) {
+            rc = kc_patch_internal(m->err, "expected a map[string]interface {} in list, got element %zu", i);
+            goto out;
+        }
+        if ((!key || !is_delete_item(v)) && json_array_append(items, v) != 0) {
+            rc = kc_patch_nomem(m->err);
+            goto out;
+        }
+    }
+    size_t pi = 0, si = 0, n = json_array_size(items), no = json_array_size(order);
     while (pi < n && si < no) {
-        json_t *it = json_array_get(pl, pi), *ord = json_array_get(order, si);
+        json_t *it = json_array_get(items, pi), *ord = json_array_get(order, si);
         if (json_is_object(it) && json_object_get(it, KC_DIR_PATCH)) {
             pi++;
             continue;
         }
         bool eq;
         if (key) {
-            if (!json_is_object(it) || !json_is_object(ord))
-                return kc_patch_internal(m->err, "expected a map[string]interface {} in the %s list",
-                                         KC_DIR_SET_ORDER);
-            if (!json_object_get(it, key))
-                return kc_smp_no_merge_key(m, it, key);
-            if (!json_object_get(ord, key))
-                return kc_smp_no_merge_key(m, ord, key);
+            if (!json_is_object(ord)) {
+                rc = kc_patch_internal(m->err, "expected a map[string]interface {} in the %s list",
+                                       KC_DIR_SET_ORDER);
+                goto out;
+            }
+            if (!json_object_get(it, key) || !json_object_get(ord, key)) {
+                rc = kc_smp_no_merge_key(m, json_object_get(it, key) ? ord : it, key);
+                goto out;
+            }
             eq = json_equal(json_object_get(it, key), json_object_get(ord, key));
         } else {
             eq = json_equal(it, ord);
@@ -170,15 +195,17 @@ static int validate_order(struct kc_smp *m, json_t *pl, json_t *order, const cha
     }
     if (pi < n && si >= no) {
         char a[384], b[384];
-        return kc_patch_internal(m->err, "The order in patch list:\n%s\n doesn't match %s list:\n%s\n",
-                                 kc_patch_show(pl, a, sizeof a), KC_DIR_SET_ORDER, kc_patch_show(order, b, sizeof b));
+        rc = kc_patch_internal(m->err, "The order in patch list:\n%s\n doesn't match %s list:\n%s\n",
+                               kc_patch_show(pl, a, sizeof a), KC_DIR_SET_ORDER, kc_patch_show(order, b, sizeof b));
     }
-    return 0;
+out:
+    json_decref(items);
+    return rc;
 }
 
 /* The merged content of list `field` before ordering (new reference). */
 static int ordered_content(struct kc_smp *m, json_t *ol, json_t *pl, const void *type, const char *field,
-                           json_t **merged)
+                           struct kc_smp_alias *alias, json_t **merged)
 {
     bool keep;
     if (ol && !pl) {
@@ -189,7 +216,8 @@ static int ordered_content(struct kc_smp *m, json_t *ol, json_t *pl, const void 
         *merged = kc_patch_clean(pl, !ol, &keep);
         return *merged ? 0 : kc_patch_nomem(m->err);
     }
-    return kc_smp_list(m, ol, pl, sub_type(m, type, field), merge_key_of(m, type, field), false, field, merged);
+    return kc_smp_list(m, ol, pl, sub_type(m, type, field), merge_key_of(m, type, field), false, field, alias,
+                       merged);
 }
 
 static int one_order(struct kc_smp *m, json_t *orig, json_t *p, const void *type, const char *dkey, json_t *order)
@@ -209,8 +237,9 @@ static int one_order(struct kc_smp *m, json_t *orig, json_t *p, const void *type
     if (rc || (!ol && !pl))
         return rc;
     json_t *merged = NULL, *in = NULL, *rest = NULL, *res = NULL;
+    struct kc_smp_alias alias = {0};
     int kind = 0;
-    rc = ordered_content(m, ol, pl, type, field, &merged);
+    rc = ordered_content(m, ol, pl, type, field, &alias, &merged);
     if (!rc)
         rc = kc_smp_elem_kind(m, ol, pl, &kind);
     if (!rc && kc_smp_kind_is_object(kind) && !key)
@@ -218,10 +247,9 @@ static int one_order(struct kc_smp *m, json_t *orig, json_t *p, const void *type
     if (!rc)
         rc = kc_smp_partition(m, merged, order, key, &in, &rest);
     if (!rc) {
-        json_t *server = ol ? ol : json_array();
+        json_t *server = alias.view ? json_incref(alias.view) : ol ? json_incref(ol) : json_array();
         rc = server ? kc_smp_normalize(m, in, rest, order, server, key, &res) : kc_patch_nomem(m->err);
-        if (!ol)
-            json_decref(server);
+        json_decref(server);
     }
     if (!rc && json_object_set_new(orig, field, res) != 0)
         rc = kc_patch_nomem(m->err);
@@ -230,6 +258,7 @@ static int one_order(struct kc_smp *m, json_t *orig, json_t *p, const void *type
     json_decref(merged);
     json_decref(in);
     json_decref(rest);
+    json_decref(alias.view);
     return rc;
 }
 
@@ -286,7 +315,11 @@ static int merge_field(struct kc_smp *m, json_t *orig, const char *field, json_t
     json_t *ov = json_object_get(orig, field);
     json_t *nv = NULL;
     int rc;
-    if (json_is_object(ov) && json_is_object(pv)) {
+    if (json_is_object(ov) && json_is_object(pv) && (strategy_of(m, type, field) & KC_PS_REPLACE_MAP)) {
+        bool keep;
+        nv = kc_patch_clean(pv, false, &keep);
+        rc = nv ? 0 : kc_patch_nomem(m->err);
+    } else if (json_is_object(ov) && json_is_object(pv)) {
         rc = kc_smp_map(m, json_incref(ov), pv, sub_type(m, type, field), &nv);
     } else if (json_is_array(ov) && json_is_array(pv)) {
         if (!is_del && !(strategy_of(m, type, field) & KC_PS_MERGE)) {
@@ -294,7 +327,8 @@ static int merge_field(struct kc_smp *m, json_t *orig, const char *field, json_t
             nv = kc_patch_clean(pv, false, &keep);
             rc = nv ? 0 : kc_patch_nomem(m->err);
         } else {
-            rc = kc_smp_list(m, ov, pv, sub_type(m, type, field), merge_key_of(m, type, field), is_del, field, &nv);
+            rc = kc_smp_list(m, ov, pv, sub_type(m, type, field), merge_key_of(m, type, field), is_del, field, NULL,
+                             &nv);
         }
     } else {
         return is_del ? 0 : put_clean(m, orig, field, pv);

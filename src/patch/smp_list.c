@@ -263,16 +263,41 @@ static int primitive_list(struct kc_smp *m, json_t *ol, json_t *pl, bool is_del,
     return rc;
 }
 
-/* Removes every item of *list whose key equals item's (upstream deletes all). */
-static int delete_matching(struct kc_smp *m, json_t *list, json_t *item, const char *key)
+static void alias_remove(struct kc_smp_alias *a, size_t idx)
+{
+    if (!a || a->frozen)
+        return;
+    for (size_t i = idx; i + 1 < a->len; i++)
+        json_array_set(a->view, i, json_array_get(a->view, i + 1));
+    a->len--;
+}
+
+static void alias_append(struct kc_smp_alias *a, json_t *item)
+{
+    if (!a || a->frozen)
+        return;
+    if (a->len < json_array_size(a->view))
+        json_array_set(a->view, a->len++, item);
+    else
+        a->frozen = true;
+}
+
+/* Removes every item of list whose key equals item's, first match first,
+ * as upstream does (the order matters for the aliased view). */
+static int delete_matching(struct kc_smp *m, json_t *list, json_t *item, const char *key, struct kc_smp_alias *a)
 {
     json_t *kv = json_object_get(item, key);
     if (!kv)
         return kc_smp_no_merge_key(m, item, key);
-    for (size_t i = json_array_size(list); i-- > 0;) {
+    for (size_t i = 0; i < json_array_size(list);) {
         json_t *v = json_object_get(json_array_get(list, i), key);
-        if (v && json_equal(v, kv))
+        if (v && json_equal(v, kv)) {
             json_array_remove(list, i);
+            alias_remove(a, i);
+            i = 0;
+            continue;
+        }
+        i++;
     }
     return 0;
 }
@@ -280,7 +305,8 @@ static int delete_matching(struct kc_smp *m, json_t *list, json_t *item, const c
 /* Applies the $patch items of pl to *base and collects the others in
  * *plain; with {"$patch":"replace"} *base becomes the (cleaned) plain items
  * and *plain ends up empty. */
-static int special_items(struct kc_smp *m, json_t **base, json_t *pl, const char *key, json_t **plain)
+static int special_items(struct kc_smp *m, json_t **base, json_t *pl, const char *key, json_t **plain,
+                         struct kc_smp_alias *a)
 {
     bool replace = false;
     size_t i;
@@ -293,7 +319,7 @@ static int special_items(struct kc_smp *m, json_t **base, json_t *pl, const char
         if (!dir)
             rc = json_array_append(*plain, v) ? kc_patch_nomem(m->err) : 0;
         else if (d && !strcmp(d, "delete"))
-            rc = delete_matching(m, *base, v, key);
+            rc = delete_matching(m, *base, v, key, a);
         else if (d && !strcmp(d, "replace"))
             replace = true;
         else if (d && !strcmp(d, "merge"))
@@ -306,6 +332,8 @@ static int special_items(struct kc_smp *m, json_t **base, json_t *pl, const char
     }
     if (!replace)
         return 0;
+    if (a)
+        a->frozen = true; /* upstream swaps in a new slice */
     json_t *items = json_array();
     json_array_foreach(*plain, i, v) {
         bool keep;
@@ -323,7 +351,8 @@ static int special_items(struct kc_smp *m, json_t **base, json_t *pl, const char
 
 /* Merges each plain patch item into the base item with the same key, or
  * appends it. */
-static int merge_items(struct kc_smp *m, json_t *base, json_t *plain, const void *type, const char *key)
+static int merge_items(struct kc_smp *m, json_t *base, json_t *plain, const void *type, const char *key,
+                       struct kc_smp_alias *a)
 {
     size_t i;
     json_t *pv;
@@ -344,23 +373,24 @@ static int merge_items(struct kc_smp *m, json_t *base, json_t *plain, const void
         nv = kc_patch_clean(pv, true, &keep);
         if (!nv || json_array_append_new(base, nv) != 0)
             return kc_patch_nomem(m->err);
+        alias_append(a, nv);
     }
     return 0;
 }
 
 static int object_list(struct kc_smp *m, json_t *ol, json_t *pl, const void *type, const char *key,
-                       const char *field, json_t **out)
+                       const char *field, struct kc_smp_alias *a, json_t **out)
 {
     if (!key)
         return kc_patch_internal(m->err, "cannot merge lists without merge key for %s", field);
     json_t *base = json_copy(ol ? ol : json_array()); /* shallow: items stay in the private copy */
     json_t *plain = json_array();
     json_t *order = NULL, *merged = NULL, *in = NULL, *rest = NULL;
-    int rc = (base && plain) ? special_items(m, &base, pl, key, &plain) : kc_patch_nomem(m->err);
+    int rc = (base && plain) ? special_items(m, &base, pl, key, &plain, a) : kc_patch_nomem(m->err);
     if (!rc) {
         /* the server order, before new items are appended */
         order = json_copy(base);
-        rc = order ? merge_items(m, base, plain, type, key) : kc_patch_nomem(m->err);
+        rc = order ? merge_items(m, base, plain, type, key, a) : kc_patch_nomem(m->err);
     }
     if (!rc)
         rc = kc_smp_partition(m, base, plain, key, &in, &rest);
@@ -376,9 +406,17 @@ static int object_list(struct kc_smp *m, json_t *ol, json_t *pl, const void *typ
 }
 
 int kc_smp_list(struct kc_smp *m, json_t *ol, json_t *pl, const void *type, const char *key, bool is_del,
-                const char *field, json_t **out)
+                const char *field, struct kc_smp_alias *alias, json_t **out)
 {
     *out = NULL;
+    if (alias) {
+        /* primitive lists never write into the server slice: the view stays ol */
+        alias->view = json_copy(ol);
+        alias->len = json_array_size(ol);
+        alias->frozen = false;
+        if (!alias->view)
+            return kc_patch_nomem(m->err);
+    }
     if (json_array_size(ol) == 0 && json_array_size(pl) == 0) {
         *out = json_incref(ol);
         return 0;
@@ -389,7 +427,7 @@ int kc_smp_list(struct kc_smp *m, json_t *ol, json_t *pl, const void *type, cons
         return rc;
     if (kind != EK_OBJECT)
         return primitive_list(m, ol, pl, is_del, out);
-    return object_list(m, ol, pl, type, key, field, out);
+    return object_list(m, ol, pl, type, key, field, alias, out);
 }
 
 bool kc_smp_kind_is_object(int kind)

@@ -47,6 +47,7 @@ static const struct fdef f_objectmeta[] = {
 static const struct fdef f_spec[] = {
     {"template", &t_template, 0, NULL},
     {"strategy", NULL, KC_PS_RETAIN_KEYS, NULL},
+    {"selector", NULL, KC_PS_REPLACE_MAP, NULL}, /* as policy/v1 PDB spec.selector */
     {0}};
 static const struct fdef f_status[] = {{"conditions", NULL, KC_PS_MERGE, "type"}, {0}};
 static const struct fdef f_template[] = {{"metadata", &t_objectmeta, 0, NULL}, {"spec", &t_podspec, 0, NULL}, {0}};
@@ -405,7 +406,7 @@ static void test_json_patch_reason_and_limits(void **state)
 #define DEPLOY                                                                                                     \
     "{\"metadata\":{\"name\":\"web\",\"finalizers\":[\"a\",\"b\"],\"labels\":{\"app\":\"web\",\"tier\":\"fe\"},"     \
     "\"ownerReferences\":[{\"uid\":\"u1\",\"name\":\"o1\"},{\"uid\":\"u2\",\"name\":\"o2\"}]},"                     \
-    "\"spec\":{\"replicas\":2,\"paused\":true,"                                                                    \
+    "\"spec\":{\"replicas\":2,\"paused\":true,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"                   \
     "\"strategy\":{\"type\":\"RollingUpdate\",\"rollingUpdate\":{\"maxSurge\":1}},"                                \
     "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{"                                          \
     "\"tolerations\":[{\"key\":\"k1\",\"operator\":\"Exists\"}],"                                                  \
@@ -530,6 +531,13 @@ static void test_smp_lists(void **state)
          TPL("{\"$setElementOrder/containers\":[{\"name\":\"web\"},{\"name\":\"sidecar\"},{\"name\":\"new\"}],"
              "\"containers\":[{\"name\":\"new\",\"image\":\"busybox\"}]}"),
          TPL("{\"containers\":[" C_WEB_1_25 "," C_SIDECAR ",{\"name\":\"new\",\"image\":\"busybox\"}]}"), 0, NULL},
+        /* kubectl apply replacing container "web" by "new" next to an
+         * injected sidecar: upstream orders by its server slice as the
+         * deletion and the append left it, which keeps the sidecar first */
+        {"apply: delete + add next to a server-only item",
+         TPL("{\"$setElementOrder/containers\":[{\"name\":\"new\"}],"
+             "\"containers\":[{\"name\":\"new\",\"image\":\"b\"},{\"$patch\":\"delete\",\"name\":\"web\"}]}"),
+         TPL("{\"containers\":[" C_SIDECAR ",{\"name\":\"new\",\"image\":\"b\"}]}"), 0, NULL},
         {"setElementOrder alone reorders",
          TPL("{\"$setElementOrder/containers\":[{\"name\":\"sidecar\"},{\"name\":\"web\"}]}"),
          TPL("{\"containers\":[" C_SIDECAR "," C_WEB_1_25 "]}"), 0, NULL},
@@ -611,16 +619,21 @@ static void test_smp_maps_and_directives(void **state)
         {"$patch delete on a map leaves an empty map (upstream)",
          "{\"spec\":{\"strategy\":{\"$patch\":\"delete\"}}}",
          "{\"spec\":{\"strategy\":{\"type\":null,\"rollingUpdate\":null}}}", 0, NULL},
-        {"$patch delete on an absent map adds nothing", "{\"spec\":{\"selector\":{\"$patch\":\"delete\"}}}", "{}", 0,
+        {"$patch delete on an absent map adds nothing", "{\"spec\":{\"nodeSel\":{\"$patch\":\"delete\"}}}", "{}", 0,
          NULL},
+        {"map with strategy replace is replaced whole",
+         "{\"spec\":{\"selector\":{\"matchExpressions\":[{\"key\":\"a\",\"operator\":\"Exists\"}]}}}",
+         "{\"spec\":{\"selector\":{\"matchLabels\":null,\"matchExpressions\":[{\"key\":\"a\",\"operator\":"
+         "\"Exists\"}]}}}",
+         0, NULL},
         {"$patch merge on a map is refused (upstream)", "{\"metadata\":{\"labels\":{\"$patch\":\"merge\"}}}", NULL,
          500, "unknown patch type: merge"},
         {"$patch merge in a list is refused (upstream)",
          TPL("{\"containers\":[{\"$patch\":\"merge\",\"name\":\"web\"}]}"), NULL, 500,
          "merging lists cannot yet be specified"},
         {"new subtree: nulls and directives removed",
-         "{\"spec\":{\"selector\":{\"matchLabels\":{\"app\":\"web\",\"gone\":null},\"$retainKeys\":[\"x\"]}}}",
-         "{\"spec\":{\"selector\":{\"matchLabels\":{\"app\":\"web\"}}}}", 0, NULL},
+         "{\"spec\":{\"newMap\":{\"matchLabels\":{\"app\":\"web\",\"gone\":null},\"$retainKeys\":[\"x\"]}}}",
+         "{\"spec\":{\"newMap\":{\"matchLabels\":{\"app\":\"web\"}}}}", 0, NULL},
         {"null for an absent field is ignored", "{\"spec\":{\"nothing\":null}}", "{}", 0, NULL},
         {"scalar replaces object", "{\"spec\":{\"strategy\":\"x\"}}", "{\"spec\":{\"strategy\":\"x\"}}", 0, NULL},
         {"missing merge key", TPL("{\"containers\":[{\"image\":\"nginx:1.27\"}]}"), NULL, 500,
