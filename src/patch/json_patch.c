@@ -218,10 +218,8 @@ static json_t *op_value(json_t *op)
     return v ? v : json_null();
 }
 
-static int fail(struct jp *p, const char *fmt, const char *a, const char *b)
-{
-    return kc_patch_unprocessable(p->err, fmt, a, b);
-}
+/* Every failure while applying ops is a 422 (see the top comment). */
+#define fail(p, ...) kc_patch_unprocessable((p)->err, __VA_ARGS__)
 
 static int do_add(struct jp *p, json_t *op, const char *path)
 {
@@ -229,7 +227,7 @@ static int do_add(struct jp *p, json_t *op, const char *path)
     char why[256];
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
-        return fail(p, "add operation does not apply: doc is missing path: \"%s\"%s", path, "");
+        return fail(p, "add operation does not apply: doc is missing path: \"%s\"", path);
     }
     json_t *v = json_deep_copy(op_value(op));
     int rc = v ? container_add(&loc, v, why, sizeof why) : -1;
@@ -245,7 +243,7 @@ static int do_remove(struct jp *p, const char *path)
     char why[256];
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
-        return fail(p, "remove operation does not apply: doc is missing path: \"%s\"%s", path, "");
+        return fail(p, "remove operation does not apply: doc is missing path: \"%s\"", path);
     }
     int rc = container_remove(&loc, why, sizeof why);
     loc_free(&loc);
@@ -256,7 +254,7 @@ static int replace_root(struct jp *p, json_t *op)
 {
     json_t *v = op_value(op);
     if (!json_is_object(v) && !json_is_array(v))
-        return fail(p, "replace operation value must be object or array%s%s", "", "");
+        return fail(p, "replace operation value must be object or array");
     json_t *c = json_deep_copy(v);
     if (!c)
         return kc_patch_nomem(p->err);
@@ -274,11 +272,11 @@ static int do_replace(struct jp *p, json_t *op, const char *path)
     json_t *cur;
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
-        return fail(p, "replace operation does not apply: doc is missing path: %s%s", path, "");
+        return fail(p, "replace operation does not apply: doc is missing path: %s", path);
     }
     if (container_get(&loc, &cur, why, sizeof why) != 0) {
         loc_free(&loc);
-        return fail(p, "replace operation does not apply: doc is missing key: %s%s", path, "");
+        return fail(p, "replace operation does not apply: doc is missing key: %s", path);
     }
     json_t *v = json_deep_copy(op_value(op));
     int rc = -1;
@@ -331,8 +329,7 @@ static int do_move(struct jp *p, json_t *op, const char *path)
 {
     const char *from = op_str(op, "from");
     if (!from)
-        return fail(p, "move operation failed to decode from: operation, missing from field: missing value%s%s", "",
-                    "");
+        return fail(p, "move operation failed to decode from: operation, missing from field: missing value");
     struct jp_loc loc;
     json_t *val;
     char why[256];
@@ -349,7 +346,7 @@ static int do_move(struct jp *p, json_t *op, const char *path)
     loc_free(&loc);
     if (!path) {
         json_decref(val);
-        return fail(p, "move operation failed to decode path%s%s", "", "");
+        return fail(p, "move operation failed to decode path");
     }
     return put_to(p, "move", path, val ? val : json_null());
 }
@@ -358,8 +355,7 @@ static int do_copy(struct jp *p, json_t *op, const char *path)
 {
     const char *from = op_str(op, "from");
     if (!from)
-        return fail(p, "copy operation failed to decode from: operation, missing from field: missing value%s%s", "",
-                    "");
+        return fail(p, "copy operation failed to decode from: operation, missing from field: missing value");
     struct jp_loc loc;
     json_t *val;
     int rc = get_from(p, "copy", from, &loc, &val);
@@ -367,7 +363,7 @@ static int do_copy(struct jp *p, json_t *op, const char *path)
     if (rc)
         return rc;
     if (!path)
-        return fail(p, "copy operation failed to decode path: missing value%s%s", "", "");
+        return fail(p, "copy operation failed to decode path: missing value");
     /* upstream copies a missing member as null */
     json_t *c = json_deep_copy(val ? val : json_null());
     if (!c)
@@ -387,13 +383,13 @@ static int do_test(struct jp *p, json_t *op, const char *path)
 {
     json_t *want = op_value(op);
     if (path[0] == '\0')
-        return json_equal(p->doc, want) ? 0 : fail(p, "testing value %s failed: test failed%s", path, "");
+        return json_equal(p->doc, want) ? 0 : fail(p, "testing value %s failed: test failed", path);
     struct jp_loc loc;
     char why[256];
     json_t *have;
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
-        return fail(p, "test operation does not apply: is missing path: %s%s", path, "");
+        return fail(p, "test operation does not apply: is missing path: %s", path);
     }
     int rc = container_get(&loc, &have, why, sizeof why);
     loc_free(&loc);
@@ -401,7 +397,7 @@ static int do_test(struct jp *p, json_t *op, const char *path)
         return fail(p, "error in test for path: '%s': %s", path, why);
     if (!have)
         have = json_null();
-    return json_equal(have, want) ? 0 : fail(p, "testing value %s failed: test failed%s", path, "");
+    return json_equal(have, want) ? 0 : fail(p, "testing value %s failed: test failed", path);
 }
 
 static int apply_op(struct jp *p, json_t *op)
@@ -413,14 +409,14 @@ static int apply_op(struct jp *p, json_t *op)
     bool known = !strcmp(kind, "add") || !strcmp(kind, "remove") || !strcmp(kind, "replace") ||
                  !strcmp(kind, "move") || !strcmp(kind, "copy") || !strcmp(kind, "test");
     if (!known)
-        return fail(p, "Unexpected kind: %s%s", kind, "");
+        return fail(p, "Unexpected kind: %s", kind);
     /* move and copy look at "from" first, as upstream does */
     if (!strcmp(kind, "move"))
         return do_move(p, op, path);
     if (!strcmp(kind, "copy"))
         return do_copy(p, op, path);
     if (!path)
-        return fail(p, "%s operation failed to decode path: operation missing path field: missing value", kind, "");
+        return fail(p, "%s operation failed to decode path: operation missing path field: missing value", kind);
     if (!strcmp(kind, "add"))
         return do_add(p, op, path);
     if (!strcmp(kind, "remove"))

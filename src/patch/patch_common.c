@@ -48,7 +48,7 @@ int kc_patch_internal(struct kc_err *err, const char *fmt, ...)
 
 int kc_patch_nomem(struct kc_err *err)
 {
-    return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory while applying patch");
+    return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory (or a document nested too deeply) while applying patch");
 }
 
 static bool has_prefix_slash(const char *key, const char *prefix)

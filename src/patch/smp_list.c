@@ -45,14 +45,12 @@ int kc_smp_elem_kind(struct kc_smp *m, json_t *a, json_t *b, int *out)
         json_t *v;
         json_array_foreach(lists[l], i, v) {
             int vk = (int)kind_of(v);
+            /* upstream checks for lists of lists on the first element only */
             if (!k && vk == EK_ARRAY)
                 return kc_patch_unprocessable(m->err, "lists of lists are not supported");
-            if (!k)
-                k = vk;
-            else if (k != vk || vk == EK_NULL)
+            if ((k && k != vk) || vk == EK_NULL)
                 return kc_patch_internal(m->err, "list element types are not identical");
-            if (vk == EK_NULL)
-                return kc_patch_internal(m->err, "list element types are not identical");
+            k = vk;
         }
     }
     if (!k)
