@@ -108,7 +108,7 @@ static int array_slot(json_t *a, const char *key, size_t *idx, char *why, size_t
 /* Child of a container for traversal; NULL if absent, null or out of range. */
 static json_t *child(json_t *c, const char *tok)
 {
-    char why[128];
+    char why[128] = "";
     size_t i;
     if (json_is_object(c)) {
         json_t *v = json_object_get(c, tok);
@@ -224,7 +224,7 @@ static json_t *op_value(json_t *op)
 static int do_add(struct jp *p, json_t *op, const char *path)
 {
     struct jp_loc loc;
-    char why[256];
+    char why[256] = "";
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
         return fail(p, "add operation does not apply: doc is missing path: \"%s\"", path);
@@ -240,7 +240,7 @@ static int do_add(struct jp *p, json_t *op, const char *path)
 static int do_remove(struct jp *p, const char *path)
 {
     struct jp_loc loc;
-    char why[256];
+    char why[256] = "";
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
         return fail(p, "remove operation does not apply: doc is missing path: \"%s\"", path);
@@ -268,7 +268,7 @@ static int do_replace(struct jp *p, json_t *op, const char *path)
     if (path[0] == '\0')
         return replace_root(p, op);
     struct jp_loc loc;
-    char why[256];
+    char why[256] = "";
     json_t *cur;
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
@@ -293,7 +293,7 @@ static int do_replace(struct jp *p, json_t *op, const char *path)
 /* Shared first half of move/copy: the value at `from` (borrowed, may be NULL). */
 static int get_from(struct jp *p, const char *opname, const char *from, struct jp_loc *loc, json_t **val)
 {
-    char why[256];
+    char why[256] = "";
     if (!locate(p->doc, from, loc)) {
         loc_free(loc);
         return kc_patch_unprocessable(p->err, "%s operation does not apply: doc is missing from path: %s", opname,
@@ -311,7 +311,7 @@ static int get_from(struct jp *p, const char *opname, const char *from, struct j
 static int put_to(struct jp *p, const char *opname, const char *path, json_t *v)
 {
     struct jp_loc loc;
-    char why[256];
+    char why[256] = "";
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
         json_decref(v);
@@ -332,7 +332,7 @@ static int do_move(struct jp *p, json_t *op, const char *path)
         return fail(p, "move operation failed to decode from: operation, missing from field: missing value");
     struct jp_loc loc;
     json_t *val;
-    char why[256];
+    char why[256] = "";
     int rc = get_from(p, "move", from, &loc, &val);
     if (rc)
         return rc;
@@ -385,7 +385,7 @@ static int do_test(struct jp *p, json_t *op, const char *path)
     if (path[0] == '\0')
         return json_equal(p->doc, want) ? 0 : fail(p, "testing value %s failed: test failed", path);
     struct jp_loc loc;
-    char why[256];
+    char why[256] = "";
     json_t *have;
     if (!locate(p->doc, path, &loc)) {
         loc_free(&loc);
