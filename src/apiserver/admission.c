@@ -488,7 +488,7 @@ void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, con
     /* a client may rewrite managedFields (kubectl's CSA→SSA migration): keep what it sent */
     if (old && mf && !json_equal(mf, old_mf))
         return;
-    json_t *list = json_is_array(mf) ? json_deep_copy(mf) : json_array();
+    json_t *list = json_is_array(mf) ? json_deep_copy(mf) : json_is_array(old_mf) ? json_deep_copy(old_mf) : json_array();
     json_t *content = json_deep_copy(obj);
     json_object_del(content, "apiVersion");
     json_object_del(content, "kind");

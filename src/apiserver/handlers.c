@@ -437,7 +437,8 @@ static void handle_create(struct kc_req *req, struct kc_resp *resp, const struct
 
 /* ---------- update (shared by PUT, PATCH and subresources) ---------- */
 
-enum upd_mode { UPD_MAIN, UPD_STATUS };
+/* UPD_DELETE: the server's own graceful-delete write, which may set deletionTimestamp. */
+enum upd_mode { UPD_MAIN, UPD_STATUS, UPD_DELETE };
 
 static bool spec_changed(json_t *a, json_t *b)
 {
@@ -458,6 +459,8 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
     static const char *keep[] = {"uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                                  "namespace", "name", "generation"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        if (mode == UPD_DELETE && !strncmp(keep[i], "deletion", 8) && !json_object_get(cm, keep[i]))
+            continue;
         json_t *v = json_object_get(cm, keep[i]);
         if (v)
             json_object_set(nm, keep[i], v);
@@ -568,7 +571,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         }
         merge_server_fields(res, next, cur, mode);
         struct kc_err err = {0};
-        if (mode == UPD_MAIN && kc_admission_mutate(srv, res, next, cur, &err)) {
+        if (mode != UPD_STATUS && kc_admission_mutate(srv, res, next, cur, &err)) {
             kc_resp_err(resp, &err);
             json_decref(cur);
             json_decref(next);
@@ -584,11 +587,10 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
             return;
         }
         json_decref(causes);
-        char mbuf[128];
-        kc_managed_fields_update(next, cur, field_manager(req, mbuf, sizeof mbuf), operation, res->api_version);
+        json_t *sent_mf = json_object_get(kc_jmeta(next), "managedFields");
+        bool mf_changed = sent_mf && !json_equal(sent_mf, json_object_get(kc_jmeta(cur), "managedFields"));
         set_type_meta(next, res);
-        if (same_ignoring_rv(cur, next) && !json_equal(json_object_get(kc_jmeta(cur), "managedFields"),
-                                                       json_object_get(kc_jmeta(next), "managedFields")) == 0) {
+        if (same_ignoring_rv(cur, next) && !mf_changed) {
             /* nothing changed: no write, no new revision (as upstream) */
             if (result_out)
                 *result_out = json_incref(cur);
@@ -598,6 +600,8 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
             json_decref(next);
             return;
         }
+        char mbuf[128];
+        kc_managed_fields_update(next, cur, field_manager(req, mbuf, sizeof mbuf), operation, res->api_version);
         if (dry_run(req)) {
             if (result_out)
                 *result_out = json_incref(next);
@@ -1150,7 +1154,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
                 dc.policy = NULL;
             }
             json_t *result = NULL;
-            update_loop(req, resp, res, ns, name, UPD_MAIN, del_mutate, &dc, "Update", &result);
+            update_loop(req, resp, res, ns, name, UPD_DELETE, del_mutate, &dc, "Update", &result);
             if (result) {
                 if (res == ns_resource())
                     kc_nsctl_kick(srv);
