@@ -3,11 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(cmake gcc make pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev
-      libcurl4-openssl-dev libfyaml-dev libcmocka-dev python3 python3-kubernetes nodejs npm curl ca-certificates)
+      libcurl4-openssl-dev libfyaml-dev libcmocka-dev python3 python3-kubernetes curl ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm: this machine image ships them; a bare Debian 12 gets Debian's packages.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 # kubectl: the machines carry 1.27–1.33 under /usr/lib/google-cloud-sdk/bin; elsewhere use Debian's client.
 if ! ls /usr/lib/google-cloud-sdk/bin/kubectl.1.* >/dev/null 2>&1 && ! command -v kubectl >/dev/null; then
   missing+=(kubernetes-client)
