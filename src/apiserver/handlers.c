@@ -262,6 +262,24 @@ static json_t *current_obj(const struct kc_resource *res, const char *key, kc_re
     json_t *j = kc_obj_parse(o);
     *rev = o->rev;
     kc_obj_unref(o);
+    if (j && res->from_storage) {
+        json_t *c = res->from_storage(j);
+        json_decref(j);
+        j = c;
+    }
+    return j;
+}
+
+/* The served JSON of a cached object in res's representation (new reference). */
+json_t *kc_obj_view(const struct kc_resource *res, const struct kc_obj *o);
+json_t *kc_obj_view(const struct kc_resource *res, const struct kc_obj *o)
+{
+    json_t *j = kc_obj_parse(o);
+    if (j && res->from_storage) {
+        json_t *c = res->from_storage(j);
+        json_decref(j);
+        j = c;
+    }
     return j;
 }
 
@@ -293,12 +311,14 @@ static int store_err(struct kc_resp *resp, const struct kc_resource *res, const 
 }
 
 /* Writes obj (already prepared) to the store and waits for the cache. */
-static int write_obj(struct kc_server *srv, const char *key, json_t *obj, kc_rev_t expect, bool create,
-                     kc_rev_t *new_rev, struct kc_err *err)
+static int write_obj(struct kc_server *srv, const struct kc_resource *res, const char *key, json_t *obj,
+                     kc_rev_t expect, bool create, kc_rev_t *new_rev, struct kc_err *err)
 {
     json_object_del(kc_jmeta(obj), "resourceVersion");
     size_t len;
-    char *s = kc_json_dump(obj, &len);
+    json_t *stored = res->to_storage ? res->to_storage(obj) : json_incref(obj);
+    char *s = kc_json_dump(stored, &len);
+    json_decref(stored);
     if (!s)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     int rc = create ? kc_store_create(srv->store, key, s, len, new_rev, err)
@@ -414,7 +434,7 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
     char key[600];
     make_key(res, ns, name, key, sizeof key);
     kc_rev_t rev = 0;
-    int rc = write_obj(srv, key, obj, 0, true, &rev, &err);
+    int rc = write_obj(srv, res, key, obj, 0, true, &rev, &err);
     if (rc) {
         store_err(resp, res, name, rc, &err);
         return;
@@ -616,7 +636,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         if (deleting_without_finalizers(next)) {
             rc = delete_key(srv, key, cur_rev, &rev, &err);
         } else {
-            rc = write_obj(srv, key, next, cur_rev, false, &rev, &err);
+            rc = write_obj(srv, res, key, next, cur_rev, false, &rev, &err);
         }
         json_decref(cur);
         if (rc == KC_ECONFLICT && !pinned) {
@@ -719,11 +739,12 @@ static int patch_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *r
     }
     json_decref(base);
     if (rc) {
-        if (!err.code)
+        /* the patch module sets upstream's code and reason; 500 keeps an empty reason as upstream */
+        if (!err.code) {
             err.code = 422;
-        if (!err.reason[0])
             snprintf(err.reason, sizeof err.reason, "Invalid");
-        kc_resp_err(resp, &err);
+        }
+        kc_resp_status(resp, err.code, err.reason, err.message, NULL, NULL, NULL, NULL);
         return -1;
     }
     if (!json_is_object(*next)) {
@@ -837,7 +858,26 @@ int kc_sel_parse(struct kc_req *req, const struct kc_resource *res, struct sel *
         kc_resp_status(resp, 400, "BadRequest", err.message, NULL, NULL, NULL, NULL);
         return -1;
     }
-    if (kc_field_selector_parse(kc_query(req->query, "fieldSelector"), &s->fs, &err)) {
+    const char *fsq = kc_query(req->query, "fieldSelector");
+    char fsbuf[4096];
+    if (fsq && res->field_to_storage) {
+        /* rewrite field names into the stored form (events.k8s.io regarding.* → involvedObject.*) */
+        struct kc_buf b;
+        kc_buf_init(&b, sizeof fsbuf - 1);
+        char *copy = strdup(fsq), *save = NULL;
+        for (char *term = strtok_r(copy, ",", &save); term; term = strtok_r(NULL, ",", &save)) {
+            size_t nl = strcspn(term, "!=");
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(nl < 255 ? nl : 255), term);
+            kc_buf_printf(&b, "%s%s%s", b.len ? "," : "", res->field_to_storage(name), term + nl);
+        }
+        free(copy);
+        snprintf(fsbuf, sizeof fsbuf, "%s", b.data ? b.data : "");
+        kc_buf_release(&b);
+        fsq = fsbuf;
+        res = kc_resource_by_kind("", res->kind) ? kc_resource_by_kind("", res->kind) : res;
+    }
+    if (kc_field_selector_parse(fsq, &s->fs, &err)) {
         kc_label_selector_free(s->ls);
         kc_resp_status(resp, 400, "BadRequest", err.message, NULL, NULL, NULL, NULL);
         return -1;
@@ -883,13 +923,15 @@ static void handle_get(struct kc_req *req, struct kc_resp *resp, const struct kc
     }
     if (kc_accept_table(req->accept)) {
         json_t *t = kc_table_new(res, true);
-        json_t *j = kc_obj_parse(o);
+        json_t *j = kc_obj_view(res, o);
         kc_table_add_row(t, res, j, time(NULL));
         json_decref(j);
         char rv[32];
         snprintf(rv, sizeof rv, "%lld", (long long)o->rev);
         json_object_set_new(json_object_get(t, "metadata"), "resourceVersion", json_string(rv));
         kc_resp_json(resp, 200, t);
+    } else if (res->from_storage) {
+        kc_resp_json(resp, 200, kc_obj_view(res, o));
     } else {
         kc_resp_raw(resp, 200, "application/json", strndup(o->json, o->len), o->len);
     }
@@ -1006,13 +1048,22 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         count++;
         last_idx = i;
         if (table) {
-            json_t *j = kc_obj_parse(objs[i]);
+            json_t *j = kc_obj_view(res, objs[i]);
             kc_table_add_row(table_obj, res, j, now);
             json_decref(j);
         } else {
             if (items.len)
                 kc_buf_putc(&items, ',');
-            kc_buf_append(&items, objs[i]->json, objs[i]->len);
+            if (res->from_storage) {
+                json_t *j = kc_obj_view(res, objs[i]);
+                size_t l;
+                char *s = kc_json_dump(j, &l);
+                json_decref(j);
+                kc_buf_append(&items, s, l);
+                free(s);
+            } else {
+                kc_buf_append(&items, objs[i]->json, objs[i]->len);
+            }
         }
     }
     char *ctok = more ? encode_continue(rev, objs[last_idx]->key) : NULL;

@@ -54,6 +54,12 @@ struct kc_resource {
     void (*defaults)(json_t *obj);
     /* appends StatusCauses to causes; old is NULL on create */
     void (*validate)(json_t *obj, json_t *old, json_t *causes);
+    /* A view of another resource's storage (events.k8s.io Events are stored as
+     * core Events, as upstream): converters both ways (new references) and
+     * the field-selector names of the stored form. NULL for plain kinds. */
+    json_t *(*to_storage)(json_t *obj);
+    json_t *(*from_storage)(json_t *stored);
+    const char *(*field_to_storage)(const char *field);
     const struct kc_column *columns;
     void (*row)(json_t *obj, json_t *cells, time_t now); /* appends one cell per column */
     /* derived at start-up */
@@ -93,6 +99,8 @@ struct kc_obj *kc_obj_ref(struct kc_obj *o);
 void kc_obj_unref(struct kc_obj *o);
 /* parses o->json into a new json_t (caller decrefs) */
 json_t *kc_obj_parse(const struct kc_obj *o);
+/* the object as resource res serves it (converted for views such as events.k8s.io) */
+json_t *kc_obj_view(const struct kc_resource *res, const struct kc_obj *o);
 const char *kc_obj_field(const struct kc_obj *o, const char *name);
 
 enum kc_wev_type { KC_WEV_ADDED = 1, KC_WEV_MODIFIED, KC_WEV_DELETED };

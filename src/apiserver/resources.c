@@ -533,6 +533,53 @@ static void row_svc(json_t *o, json_t *cells, time_t now)
     kc_buf_release(&s);
 }
 
+/* ---------- events.k8s.io/v1 Event ⇄ core/v1 Event ---------- */
+
+/* Field pairs (events.k8s.io name, core name), as upstream's conversion. */
+static const char *const ev_pairs[][2] = {
+    {"regarding", "involvedObject"},      {"note", "message"},
+    {"reportingController", "reportingComponent"}, {"reportingInstance", "reportingInstance"},
+    {"deprecatedSource", "source"},       {"deprecatedFirstTimestamp", "firstTimestamp"},
+    {"deprecatedLastTimestamp", "lastTimestamp"}, {"deprecatedCount", "count"},
+    {"eventTime", "eventTime"},           {"series", "series"},
+    {"action", "action"},                 {"reason", "reason"},
+    {"related", "related"},               {"type", "type"},
+};
+
+static json_t *ev_convert(json_t *in, int from, const char *api_version)
+{
+    json_t *out = json_object();
+    json_object_set_new(out, "kind", json_string("Event"));
+    json_object_set_new(out, "apiVersion", json_string(api_version));
+    json_t *m = json_object_get(in, "metadata");
+    if (m)
+        json_object_set(out, "metadata", m);
+    for (size_t i = 0; i < sizeof ev_pairs / sizeof ev_pairs[0]; i++) {
+        json_t *v = json_object_get(in, ev_pairs[i][from]);
+        if (!v)
+            continue;
+        json_t *c = json_deep_copy(v);
+        /* core series counts "count" + "lastObservedTime"; the same names in both */
+        json_object_set_new(out, ev_pairs[i][1 - from], c);
+    }
+    return out;
+}
+
+static json_t *ev_to_storage(json_t *obj) { return ev_convert(obj, 0, "v1"); }
+static json_t *ev_from_storage(json_t *stored) { return ev_convert(stored, 1, "events.k8s.io/v1"); }
+static const char *ev_field(const char *f)
+{
+    static const char *const map[][2] = {{"regarding.kind", "involvedObject.kind"},
+                                         {"regarding.name", "involvedObject.name"},
+                                         {"regarding.namespace", "involvedObject.namespace"},
+                                         {"regarding.uid", "involvedObject.uid"},
+                                         {"reportingController", "reportingComponent"}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(f, map[i][0]))
+            return map[i][1];
+    return f;
+}
+
 /* ---------- the table ---------- */
 
 struct kc_resource kc_resources[] = {
@@ -571,6 +618,7 @@ struct kc_resource kc_resources[] = {
      .namespaced = true, .columns = cols_lease, .row = row_lease},
     {.group = "events.k8s.io", .version = "v1", .kind = "Event", .plural = "events", .singular = "event",
      .short_names = {"ev"}, .namespaced = true, .field_labels = evk8s_fields, .index_fields = idx_evk8s,
+     .to_storage = ev_to_storage, .from_storage = ev_from_storage, .field_to_storage = ev_field,
      .columns = cols_evk8s, .row = row_evk8s},
 };
 const size_t kc_nresources = sizeof kc_resources / sizeof kc_resources[0];
@@ -585,12 +633,8 @@ void kc_resources_init(void)
         else
             snprintf(r->api_version, sizeof r->api_version, "%s", r->version);
         snprintf(r->list_kind, sizeof r->list_kind, "%sList", r->kind);
-        /* events.k8s.io Events have their own storage prefix until the
-         * core↔events.k8s.io conversion lands (see docs/apiserver.md). */
-        if (!strcmp(r->group, "events.k8s.io"))
-            snprintf(r->storage_prefix, sizeof r->storage_prefix, "/registry/events.k8s.io/%s/", r->plural);
-        else
-            snprintf(r->storage_prefix, sizeof r->storage_prefix, "/registry/%s/", r->plural);
+        /* events.k8s.io Events share core Events' storage (converted on the way in and out) */
+        snprintf(r->storage_prefix, sizeof r->storage_prefix, "/registry/%s/", r->plural);
         if (!r->columns) {
             r->columns = cols_generic;
             r->row = row_generic;

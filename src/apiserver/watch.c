@@ -50,13 +50,23 @@ static void emit_raw(struct kc_watch_stream *w, const char *type, const char *ob
 
 static void emit(struct kc_watch_stream *w, const char *type, struct kc_obj *o)
 {
-    if (!w->table) {
+    if (!w->table && !w->res->from_storage) {
         emit_raw(w, type, o->json, o->len);
+        return;
+    }
+    if (!w->table) {
+        json_t *v = kc_obj_view(w->res, o);
+        size_t len;
+        char *s = kc_json_dump(v, &len);
+        json_decref(v);
+        if (s)
+            emit_raw(w, type, s, len);
+        free(s);
         return;
     }
     json_t *t = kc_table_new(w->res, !w->defs_sent);
     w->defs_sent = true;
-    json_t *j = kc_obj_parse(o);
+    json_t *j = kc_obj_view(w->res, o);
     kc_table_add_row(t, w->res, j, time(NULL));
     char rv[32];
     snprintf(rv, sizeof rv, "%lld", (long long)o->rev);
