@@ -607,6 +607,30 @@ static void test_default_schema(void **state)
     assert_string_equal(c->merge_key, "name");
     assert_true(c->strategy & KC_PS_MERGE);
 
+    /* omitempty marks follow upstream's Go types: non-pointer omitempty
+     * numbers/bools are marked, pointers (*int32 replicas) and fields without
+     * omitempty (containerPort) are not */
+    static const struct { const char *type, *field; bool want; } oe[] = {
+        {"io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "generation", true},
+        {"io.k8s.api.core.v1.ContainerPort", "hostPort", true},
+        {"io.k8s.api.core.v1.ContainerPort", "containerPort", false},
+        {"io.k8s.api.core.v1.Container", "stdin", true},
+        {"io.k8s.api.core.v1.EphemeralContainer", "tty", true},
+        {"io.k8s.api.apps.v1.DeploymentStatus", "availableReplicas", true},
+        {"io.k8s.api.apps.v1.DeploymentSpec", "replicas", false},
+        {"io.k8s.api.apps.v1.DeploymentSpec", "paused", true},
+        {"io.k8s.api.core.v1.PodSpec", "terminationGracePeriodSeconds", false},
+        {"io.k8s.api.scheduling.v1.PriorityClass", "value", false},
+    };
+    for (size_t i = 0; i < sizeof oe / sizeof oe[0]; i++) {
+        const struct kc_type *t = kc_schema_type(s, oe[i].type);
+        const struct kc_field *f = t ? kc_type_field(t, oe[i].field) : NULL;
+        if (!f)
+            fail_msg("%s.%s not described", oe[i].type, oe[i].field);
+        if (kc_field_omitempty(t, f) != oe[i].want)
+            fail_msg("%s.%s: omitempty should be %d", oe[i].type, oe[i].field, oe[i].want);
+    }
+
     /* a typical Deployment passes the check; a typo is reported with upstream's path */
     const struct kc_type *dt = kc_schema_kind(s, "apps", "v1", "Deployment");
     if (dt) {

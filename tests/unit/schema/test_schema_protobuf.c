@@ -449,6 +449,26 @@ static bool kind_described(const char *g, const char *v, const char *k)
     return false;
 }
 
+/* Whether key appears anywhere in j (objects and arrays, any depth). */
+static bool json_contains_key(json_t *j, const char *key)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, v) {
+            if (strcmp(k, key) == 0 || json_contains_key(v, key))
+                return true;
+        }
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            if (json_contains_key(v, key))
+                return true;
+        }
+    }
+    return false;
+}
+
 static void test_kubectl_namespace(void **state)
 {
     if (!kind_described("", "v1", "Namespace"))
@@ -482,6 +502,41 @@ static void test_kubectl_deployment(void **state)
     assert_sget(j, "spec.template.spec.containers.0.image", "nginx:1.25");
     assert_int_equal(iget(j, "spec.template.spec.containers.0.ports.0.containerPort"), 80);
     assert_null(json_object_get(json_object_get(j, "metadata"), "creationTimestamp"));
+    /* Go writes every non-pointer number and bool; the omitempty ones must
+     * not reach the stored object (upstream's JSON leaves them out). */
+    assert_false(json_contains_key(j, "generation"));
+    assert_false(json_contains_key(j, "observedGeneration"));
+    assert_false(json_contains_key(j, "hostPort"));
+    assert_false(json_contains_key(j, "stdin"));
+    assert_false(json_contains_key(j, "stdinOnce"));
+    assert_false(json_contains_key(j, "tty"));
+    assert_false(json_contains_key(j, "hostNetwork"));
+    assert_false(json_contains_key(j, "minReadySeconds"));
+    assert_false(json_contains_key(j, "paused"));
+    json_t *status = json_object_get(j, "status");
+    assert_non_null(status);
+    if (json_object_size(status) != 0)
+        fail_msg("status should be {} (no zero counters), got %s", json_dumps(status, JSON_SORT_KEYS));
+    /* exactly what upstream's JSON of this object holds, nothing more */
+    assert_json(json_object_get(j, "spec"),
+                "{\"replicas\":3,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},\"strategy\":{},"
+                "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":"
+                "[{\"name\":\"nginx\",\"image\":\"nginx:1.25\",\"ports\":[{\"containerPort\":80}],"
+                "\"resources\":{}}]}}}");
+    json_decref(j);
+}
+
+/* The same body with --replicas=0 (the varint of DeploymentSpec.replicas set
+ * to 0 in the captured bytes): replicas is a *int32 upstream, so an
+ * explicit 0 is a value, not an omission, and must stay. */
+static void test_kubectl_deployment_zero_replicas(void **state)
+{
+    if (!kind_described("apps", "v1", "Deployment"))
+        return;
+    json_t *j = decode_fixture("create-deployments-replicas0.pb");
+    assert_int_equal(iget(j, "spec.replicas"), 0);
+    assert_false(json_contains_key(j, "generation"));
+    assert_false(json_contains_key(j, "hostPort"));
     json_decref(j);
 }
 
@@ -530,7 +585,8 @@ static void test_kubectl_priorityclass(void **state)
     assert_int_equal(iget(j, "value"), 1000);
     assert_sget(j, "description", "d");
     assert_sget(j, "preemptionPolicy", "PreemptLowerPriority");
-    assert_true(json_is_false(json_object_get(j, "globalDefault")));
+    /* globalDefault is a non-pointer omitempty bool upstream: false is left out */
+    assert_null(json_object_get(j, "globalDefault"));
     json_decref(j);
 }
 
@@ -538,7 +594,8 @@ static void test_kubectl_priorityclass(void **state)
  * (AddressSanitizer watches for reads past the end). */
 static void test_kubectl_truncations(void **state)
 {
-    static const char *const names[] = {"create-namespaces.pb", "create-deployments.pb", "create-configmaps.pb",
+    static const char *const names[] = {"create-namespaces.pb", "create-deployments.pb", "create-deployments-replicas0.pb",
+                                        "create-configmaps.pb",
                                         "create-secrets.pb", "create-serviceaccounts.pb",
                                         "create-priorityclasses.pb"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -575,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_kubectl_namespace),
         cmocka_unit_test(test_kubectl_deployment),
+        cmocka_unit_test(test_kubectl_deployment_zero_replicas),
         cmocka_unit_test(test_kubectl_configmap),
         cmocka_unit_test(test_kubectl_secret),
         cmocka_unit_test(test_kubectl_serviceaccount),
