@@ -152,6 +152,11 @@ static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const ch
     return ob;
 }
 
+struct kc_obj *kc_obj_build(struct kc_storage *st, const struct kc_kv *kv)
+{
+    return obj_build(st, kv->key, kv->value, kv->value_len, kv->mod_rev, kv->create_rev);
+}
+
 static struct kc_storage *storage_for_key(struct kc_cache *c, const char *key)
 {
     for (size_t i = 0; i < c->nst; i++)

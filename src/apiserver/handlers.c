@@ -998,7 +998,37 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
     struct kc_obj **objs = NULL;
     size_t n = 0;
     kc_rev_t rev = 0;
-    if (kc_cache_list(req->srv->cache, res->storage, prefix, &objs, &n, &rev)) {
+    const char *match = kc_query(req->query, "resourceVersionMatch");
+    if (match && strcmp(match, "Exact") && strcmp(match, "NotOlderThan")) {
+        kc_resp_status(resp, 400, "BadRequest", "resourceVersionMatch: Unsupported value: must be Exact or NotOlderThan",
+                       NULL, NULL, NULL, NULL);
+        kc_sel_free(&s);
+        return;
+    }
+    if (match && !strcmp(match, "Exact") && want > 0) {
+        /* a consistent list as of an older revision comes from the store's history */
+        struct kc_kv_list l = {0};
+        struct kc_err err = {0};
+        int rc = req->srv->store->ops->list(req->srv->store, prefix, want, NULL, 0, &l, &rev, NULL, &err);
+        if (rc == KC_ECOMPACTED) {
+            kc_resp_status(resp, 410, "Expired", "The resourceVersion for the provided list is too old.", NULL, NULL,
+                           NULL, NULL);
+            kc_sel_free(&s);
+            return;
+        }
+        if (rc) {
+            kc_resp_err(resp, &err);
+            kc_sel_free(&s);
+            return;
+        }
+        objs = calloc(l.n + 1, sizeof *objs);
+        for (size_t i = 0; i < l.n; i++) {
+            struct kc_obj *o = kc_obj_build(res->storage, &l.items[i]);
+            if (o)
+                objs[n++] = o;
+        }
+        kc_kv_list_release(&l);
+    } else if (kc_cache_list(req->srv->cache, res->storage, prefix, &objs, &n, &rev)) {
         kc_resp_status(resp, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
         kc_sel_free(&s);
         return;

@@ -136,6 +136,8 @@ struct kc_obj *kc_cache_get(struct kc_storage *st, const char *key);
 int kc_cache_list(struct kc_cache *c, struct kc_storage *st, const char *prefix, struct kc_obj ***out, size_t *n,
                   kc_rev_t *rev);
 void kc_objs_free(struct kc_obj **v, size_t n);
+/* Builds a cache object from a stored key-value (for lists at an exact older revision). */
+struct kc_obj *kc_obj_build(struct kc_storage *st, const struct kc_kv *kv);
 bool kc_cache_stopping(struct kc_cache *c);
 /* Wakes every waiter (used at shutdown). */
 void kc_cache_wake_all(struct kc_cache *c);
