@@ -1,0 +1,66 @@
+/* informer.h — list + watch + local cache, as client-go's shared informers.
+ *
+ * An informer lists a resource (optionally with label/field selectors),
+ * then watches from the list's resourceVersion with allowWatchBookmarks,
+ * keeping an in-memory cache keyed "namespace/name" (or "name"). On a 410
+ * (Expired) or a broken stream it re-lists and reconciles the cache
+ * (synthesising deletes for objects that vanished). Every resync_s seconds
+ * it calls on_update(old=new) for every cached object, as client-go's resync.
+ * Handlers run on the informer's own thread, in event order; they must be
+ * quick (typically: enqueue a key into a work queue).
+ *
+ * Cached objects are immutable json_t values shared by reference: a reader
+ * gets a new reference (kc_informer_get) and must not modify it.
+ * Secondary indexes: kc_informer_add_index registers a function that maps
+ * an object to index values (e.g. owner uid, node name, namespace), queried
+ * with kc_informer_by_index.
+ */
+#ifndef KC_CLIENT_INFORMER_H
+#define KC_CLIENT_INFORMER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "client/client.h"
+
+struct kc_informer;
+
+struct kc_informer_handlers {
+    void *ctx;
+    void (*on_add)(void *ctx, json_t *obj);
+    void (*on_update)(void *ctx, json_t *old, json_t *obj);
+    void (*on_delete)(void *ctx, json_t *obj);
+};
+
+struct kc_informer_opts {
+    const char *group, *version, *plural; /* e.g. "apps","v1","deployments"; "" group = core */
+    const char *ns;                       /* NULL = all namespaces */
+    const char *label_selector, *field_selector; /* may be NULL */
+    int resync_s;                         /* 0 = no resync */
+};
+
+int kc_informer_new(struct kc_client *c, const struct kc_informer_opts *o, struct kc_informer **out,
+                    struct kc_err *err);
+/* Adds handlers (before start). Several may be added. */
+void kc_informer_add_handlers(struct kc_informer *inf, const struct kc_informer_handlers *h);
+/* Index function: writes up to max values into vals (strings it may point into obj), returns count. */
+typedef int (*kc_index_fn)(json_t *obj, const char **vals, int max);
+void kc_informer_add_index(struct kc_informer *inf, const char *name, kc_index_fn fn);
+/* Starts the list+watch thread. */
+int kc_informer_start(struct kc_informer *inf);
+/* Blocks until the first list has been delivered (or timeout_ms). 0 = synced. */
+int kc_informer_wait_synced(struct kc_informer *inf, int timeout_ms);
+bool kc_informer_synced(struct kc_informer *inf);
+/* Stops the thread (joins) and frees. */
+void kc_informer_free(struct kc_informer *inf);
+
+/* key: "ns/name" or "name". New reference or NULL. */
+json_t *kc_informer_get(struct kc_informer *inf, const char *key);
+/* All cached objects (new references) into a malloc'd array; caller frees each and the array. */
+size_t kc_informer_list(struct kc_informer *inf, json_t ***out);
+/* Objects whose index `name` has value `val` (new references). */
+size_t kc_informer_by_index(struct kc_informer *inf, const char *name, const char *val, json_t ***out);
+/* "ns/name" key of an object (into buf). */
+const char *kc_object_key(json_t *obj, char *buf, size_t n);
+
+#endif
