@@ -134,6 +134,8 @@ int main(int argc, char **argv)
     if (pid < 0)
         return 1;
     if (pid == 0) {
+        /* the server's stdout must not hold the caller's pipe open (--keep under $(...)) */
+        dup2(STDERR_FILENO, STDOUT_FILENO);
         execvp(argv[i + 1], argv + i + 1);
         _exit(127);
     }
