@@ -1,0 +1,25 @@
+/* controllers_int.h — internal contract between the controller manager (manager.c) and the
+ * individual controllers (deployment.c, replicaset.c, gc.c, ...).
+ *
+ * Every controller exposes a start/stop pair. start() receives the manager's client (not owned)
+ * and the shared informers (not owned; the manager starts them after all controllers have added
+ * their handlers and stops them after all controllers have stopped), creates its work queue and
+ * `workers` worker threads, and returns an opaque handle in *out. stop() shuts the queue down,
+ * joins the workers and frees the handle; it is called before the informers are freed.
+ * start() returns 0 or a negative KC_E* code.
+ */
+#ifndef KC_CONTROLLER_CONTROLLERS_INT_H
+#define KC_CONTROLLER_CONTROLLERS_INT_H
+
+#include "controller/controller.h"
+
+int kc_deployment_controller_start(struct kc_client *c, struct kc_cm_informers *inf, int workers, void **out);
+void kc_deployment_controller_stop(void *ctl);
+
+int kc_rs_controller_start(struct kc_client *c, struct kc_cm_informers *inf, int workers, void **out);
+void kc_rs_controller_stop(void *ctl);
+
+int kc_gc_controller_start(struct kc_client *c, struct kc_cm_informers *inf, int workers, void **out);
+void kc_gc_controller_stop(void *ctl);
+
+#endif
