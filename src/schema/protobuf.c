@@ -6,7 +6,9 @@
  *     string contentEncoding = 3; string contentType = 4 }
  * and raw is the kind's message, decoded field by field against the schema
  * (docs/schema-format.md, "Protobuf decoding rules"). Unknown field numbers
- * are skipped, as protobuf readers do.
+ * are skipped, as protobuf readers do. Go structs embedded inline (a
+ * Volume's VolumeSource) arrive as one nested message at an outer number;
+ * their fields are written flat into the outer JSON object.
  *
  * Data structure: a bounded reader (struct pb) over the caller's bytes;
  * every read checks the remaining length first, so a truncated or malformed
@@ -496,6 +498,36 @@ static int decode_field(const struct kc_type *t, const struct kc_field *f, int w
                                                     : 0;
 }
 
+/* Decodes the fields of one message of type t into obj. inline_num 0: t's
+ * own message, where an outer number that carries an inline-embedded struct
+ * (Volume's VolumeSource at 2) is read as a nested message whose fields are
+ * t's fields with that inline number — they land flat in obj, as in JSON. */
+static int decode_fields(const struct kc_type *t, int inline_num, struct pb r, json_t *obj, int depth,
+                         struct kc_err *err)
+{
+    if (depth > KC_PB_MAX_DEPTH)
+        return bad(err, "nesting too deep");
+    int rc = 0;
+    while (!rc && r.p < r.end) {
+        int num = 0, wt = 0;
+        if ((rc = rd_tag(&r, &num, &wt, err)) < 0)
+            break;
+        const struct kc_field *f = kc_type_field_inline(t, inline_num, num);
+        if (f) {
+            rc = decode_field(t, f, wt, &r, obj, depth, err);
+        } else if (!inline_num && kc_type_is_inline_num(t, num)) {
+            struct pb sub;
+            if (wt != WT_LEN)
+                return bad(err, "wrong wire type for an embedded message");
+            if ((rc = rd_len(&r, &sub, err)) == 0)
+                rc = decode_fields(t, num, sub, obj, depth + 1, err);
+        } else {
+            rc = skip_value(&r, wt, err);
+        }
+    }
+    return rc;
+}
+
 static int decode_message(const struct kc_type *t, struct pb r, int depth, json_t **out, struct kc_err *err)
 {
     if (depth > KC_PB_MAX_DEPTH)
@@ -503,14 +535,7 @@ static int decode_message(const struct kc_type *t, struct pb r, int depth, json_
     json_t *obj = json_object();
     if (!obj)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    int rc = 0;
-    while (!rc && r.p < r.end) {
-        int num = 0, wt = 0;
-        if ((rc = rd_tag(&r, &num, &wt, err)) < 0)
-            break;
-        const struct kc_field *f = kc_type_field_num(t, num);
-        rc = f ? decode_field(t, f, wt, &r, obj, depth, err) : skip_value(&r, wt, err);
-    }
+    int rc = decode_fields(t, 0, r, obj, depth, err);
     if (rc < 0) {
         json_decref(obj);
         return rc;

@@ -7,7 +7,8 @@
  * live in a growable array of struct kc_type_impl (schema_int.h); after all
  * text is read, field type names are resolved, then three sorted indexes are
  * built: types by name, kinds by (group, version, kind), and per type the
- * fields by JSON name and by protobuf number. Every lookup is a binary
+ * fields by JSON name and by (inline number, protobuf number), plus the
+ * sorted list of the type's inline numbers. Every lookup is a binary
  * search — these sit on the request hot path.
  *
  * Threads: kc_schema_default() parses the embedded text once under
@@ -179,6 +180,18 @@ static int parse_strategy(const char *v, unsigned *out)
     return 0;
 }
 
+/* A protobuf field number: 1..2^29-1 (0 also allowed when zero_ok). */
+static int parse_pbnum(const char *s, bool zero_ok, int *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || end == s || *end || n < (zero_ok ? 0 : 1) || n > 536870911)
+        return -1;
+    *out = (int)n;
+    return 0;
+}
+
 static int parse_field_option(char *tok, struct kc_field *f, bool *omitempty, unsigned line, struct kc_err *err)
 {
     if (strcmp(tok, "required") == 0) {
@@ -197,6 +210,9 @@ static int parse_field_option(char *tok, struct kc_field *f, bool *omitempty, un
         f->list_type = v;
     } else if (strncmp(tok, "mapKeys=", 8) == 0 && tok[8]) {
         f->list_map_keys = tok + 8;
+    } else if (strncmp(tok, "inline=", 7) == 0) {
+        if (parse_pbnum(tok + 7, false, &f->inline_num) < 0)
+            return perr(err, line, "bad option \"%s\" on field \"%s\"", tok, f->name);
     } else if (strncmp(tok, "desc=", 5) == 0) {
         f->description = tok + 5;
     } else {
@@ -221,17 +237,16 @@ static int parse_field_line(struct kc_type_impl *t, char *p, unsigned line, stru
     f->name = name;
     if (parse_ftype(ftype, f, &t->ref[idx]) < 0)
         return perr(err, line, "bad field type \"%s\" for field \"%s\"", ftype, name);
-    char *end;
-    errno = 0;
-    long n = strtol(num, &end, 10);
-    if (errno || *end || n < 0 || n > 536870911)
+    if (parse_pbnum(num, true, &f->number) < 0)
         return perr(err, line, "bad protobuf number \"%s\" for field \"%s\"", num, name);
-    f->number = (int)n;
     for (char *tok; (tok = next_token(&p));)
         if ((rc = parse_field_option(tok, f, &t->omitempty[idx], line, err)) < 0)
             return rc;
     if (f->merge_key && !f->list)
         return perr(err, line, "key= on field \"%s\" which is not a list%s", name, NULL);
+    if (f->inline_num && !f->number)
+        return perr(err, line, "inline= on field \"%s\" without its protobuf number inside the embedded "
+                               "message%s", name, NULL);
     return 0;
 }
 
@@ -345,10 +360,40 @@ static int cmp_field_name(const void *a, const void *b)
     return strcmp(sort_fields[*(const uint16_t *)a].name, sort_fields[*(const uint16_t *)b].name);
 }
 
+static int cmp_num(int x, int y)
+{
+    return (x > y) - (x < y);
+}
+
 static int cmp_field_num(const void *a, const void *b)
 {
-    int x = sort_fields[*(const uint16_t *)a].number, y = sort_fields[*(const uint16_t *)b].number;
-    return (x > y) - (x < y);
+    const struct kc_field *x = &sort_fields[*(const uint16_t *)a], *y = &sort_fields[*(const uint16_t *)b];
+    int c = cmp_num(x->inline_num, y->inline_num);
+    return c ? c : cmp_num(x->number, y->number);
+}
+
+/* Collects the distinct inline numbers of t (by_num is sorted by them) and
+ * checks none of them is also the number of a direct field: on the wire
+ * one outer number cannot be both. */
+static int index_inlines(struct kc_type_impl *t, struct kc_err *err)
+{
+    t->inlines = malloc((t->nnum ? t->nnum : 1) * sizeof *t->inlines);
+    if (!t->inlines)
+        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory indexing the schema");
+    t->ninlines = 0;
+    for (size_t i = 0; i < t->nnum; i++) {
+        const struct kc_field *f = &t->pub.fields[t->by_num[i]];
+        if (!f->inline_num || (t->ninlines && t->inlines[t->ninlines - 1] == f->inline_num))
+            continue;
+        t->inlines[t->ninlines++] = f->inline_num;
+        if (kc_type_field_num(&t->pub, f->inline_num)) {
+            char num[16];
+            snprintf(num, sizeof num, "%d", f->inline_num);
+            return perr(err, t->fline[t->by_num[i]], "inline=%s is also a field number of type \"%s\"", num,
+                        t->pub.name);
+        }
+    }
+    return 0;
 }
 
 static int index_fields(struct kc_type_impl *t, struct kc_err *err)
@@ -375,14 +420,17 @@ static int index_fields(struct kc_type_impl *t, struct kc_err *err)
     }
     for (size_t i = 1; i < t->nnum; i++) {
         const struct kc_field *a = &t->pub.fields[t->by_num[i - 1]], *b = &t->pub.fields[t->by_num[i]];
-        if (a->number == b->number) {
-            char num[16];
-            snprintf(num, sizeof num, "%d", b->number);
+        if (a->number == b->number && a->inline_num == b->inline_num) {
+            char num[32];
+            if (b->inline_num)
+                snprintf(num, sizeof num, "%d (inline=%d)", b->number, b->inline_num);
+            else
+                snprintf(num, sizeof num, "%d", b->number);
             return perr(err, t->fline[t->by_num[i]], "duplicate protobuf number %s in type \"%s\"", num,
                         t->pub.name);
         }
     }
-    return 0;
+    return index_inlines(t, err);
 }
 
 static int build_indexes(struct kc_schema *s, struct kc_err *err)
@@ -498,6 +546,7 @@ void kc_schema_free(struct kc_schema *s)
         free(t->pub.fields);
         free(t->by_name);
         free(t->by_num);
+        free(t->inlines);
         free(t->ref);
         free(t->fline);
         free(t->omitempty);
@@ -586,21 +635,46 @@ const struct kc_field *kc_type_field(const struct kc_type *t, const char *json_n
     return NULL;
 }
 
-const struct kc_field *kc_type_field_num(const struct kc_type *t, int number)
+const struct kc_field *kc_type_field_inline(const struct kc_type *t, int inline_num, int number)
 {
     const struct kc_type_impl *ti = impl_of(t);
     size_t lo = 0, hi = ti->nnum;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct kc_field *f = &t->fields[ti->by_num[mid]];
-        if (number == f->number)
+        int c = cmp_num(inline_num, f->inline_num);
+        if (!c)
+            c = cmp_num(number, f->number);
+        if (!c)
             return f;
-        if (number < f->number)
+        if (c < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
     return NULL;
+}
+
+const struct kc_field *kc_type_field_num(const struct kc_type *t, int number)
+{
+    return kc_type_field_inline(t, 0, number);
+}
+
+bool kc_type_is_inline_num(const struct kc_type *t, int number)
+{
+    const struct kc_type_impl *ti = impl_of(t);
+    size_t lo = 0, hi = ti->ninlines;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_num(number, ti->inlines[mid]);
+        if (!c)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
 }
 
 size_t kc_schema_ntypes(const struct kc_schema *s)

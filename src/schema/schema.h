@@ -45,7 +45,9 @@ struct kc_type;
 
 struct kc_field {
     const char *name;          /* JSON name */
-    int number;                /* protobuf field number */
+    int number;                /* protobuf field number (inside the embedded message when inline_num > 0) */
+    int inline_num;            /* 0, or the outer field number of the Go struct embedded inline that holds
+                                * this field: JSON flat in this object, protobuf nested in one message */
     enum kc_ftype type;        /* element/value type for lists and maps */
     const struct kc_type *msg; /* for KC_F_MESSAGE */
     bool list;                 /* JSON array / proto repeated */
@@ -79,7 +81,14 @@ const struct kc_type *kc_schema_type(const struct kc_schema *s, const char *name
 const struct kc_type *kc_schema_kind(const struct kc_schema *s, const char *group, const char *version,
                                      const char *kind);
 const struct kc_field *kc_type_field(const struct kc_type *t, const char *json_name);
+/* The field with protobuf number `number` directly in t's message (not one
+ * of an inline-embedded struct). */
 const struct kc_field *kc_type_field_num(const struct kc_type *t, int number);
+/* The field with number `number` inside the inline-embedded message at outer
+ * field number `inline_num` of t (inline_num 0: same as kc_type_field_num). */
+const struct kc_field *kc_type_field_inline(const struct kc_type *t, int inline_num, int number);
+/* Whether outer field number `number` of t carries an inline-embedded message. */
+bool kc_type_is_inline_num(const struct kc_type *t, int number);
 
 /* All described types, in declaration order (for tools and tests). */
 size_t kc_schema_ntypes(const struct kc_schema *s);

@@ -15,8 +15,10 @@ struct kc_type_impl {
     struct kc_type pub;      /* must stay first */
     unsigned line;           /* where the type was declared (for errors) */
     uint16_t *by_name;       /* field indexes sorted by JSON name */
-    uint16_t *by_num;        /* field indexes (number > 0) sorted by protobuf number */
+    uint16_t *by_num;        /* field indexes (number > 0) sorted by (inline_num, number) */
     size_t nnum;
+    int *inlines;            /* distinct inline_num values > 0, sorted */
+    size_t ninlines;
     bool *omitempty;         /* per field: the `omitempty` option (protobuf zero values dropped) */
     const char **ref;        /* while parsing: the unresolved type name of each message field */
     unsigned *fline;         /* while parsing: the line of each field */

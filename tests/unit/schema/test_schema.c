@@ -151,6 +151,45 @@ static void test_parse_errors(void **state)
 
     m = parse_fail("tipe a.A\n");
     assert_non_null(strstr(m, "line 1"));
+
+    /* inline=: a positive number, the field keeps its own number, duplicates
+     * counted per (inline, number), an outer number is not also a field */
+    m = parse_fail("type a.A\n  x string 1 inline=0\n");
+    assert_non_null(strstr(m, "bad option \"inline=0\""));
+    m = parse_fail("type a.A\n  x string 1 inline=two\n");
+    assert_non_null(strstr(m, "bad option"));
+    m = parse_fail("type a.A\n  x string 0 inline=2\n");
+    assert_non_null(strstr(m, "without its protobuf number"));
+    m = parse_fail("type a.A\n  x string 1 inline=2\n  y string 1 inline=2\n");
+    assert_non_null(strstr(m, "duplicate protobuf number 1 (inline=2)"));
+    m = parse_fail("type a.A\n  x string 2\n  y string 1 inline=2\n");
+    assert_non_null(strstr(m, "inline=2 is also a field number"));
+}
+
+static void test_parse_inline(void **state)
+{
+    struct kc_schema *s = parse_ok("type a.Vol\n"
+                                   "  name string 1\n"
+                                   "  hostPath string 1 inline=2\n"
+                                   "  emptyDir string 2 inline=2\n"
+                                   "  other string 1 inline=5\n"
+                                   "  size int32 3\n");
+    const struct kc_type *t = kc_schema_type(s, "a.Vol");
+    assert_string_equal(kc_type_field_num(t, 1)->name, "name");
+    assert_null(kc_type_field_num(t, 2));  /* 2 is the embedded message, not a field */
+    assert_string_equal(kc_type_field_num(t, 3)->name, "size");
+    assert_string_equal(kc_type_field_inline(t, 2, 1)->name, "hostPath");
+    assert_string_equal(kc_type_field_inline(t, 2, 2)->name, "emptyDir");
+    assert_string_equal(kc_type_field_inline(t, 5, 1)->name, "other");
+    assert_null(kc_type_field_inline(t, 2, 3));
+    assert_int_equal(kc_type_field(t, "emptyDir")->inline_num, 2);
+    assert_int_equal(kc_type_field(t, "emptyDir")->number, 2);
+    assert_int_equal(kc_type_field(t, "name")->inline_num, 0);
+    assert_true(kc_type_is_inline_num(t, 2));
+    assert_true(kc_type_is_inline_num(t, 5));
+    assert_false(kc_type_is_inline_num(t, 1));
+    assert_false(kc_type_is_inline_num(t, 3));
+    kc_schema_free(s);
 }
 
 /* ---------- lookups ---------- */
@@ -678,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_parse_good),
         cmocka_unit_test(test_parse_crlf_comments_and_tabs),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_inline),
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_patch_ops),
         cmocka_unit_test(test_patch_ops_with_smp),

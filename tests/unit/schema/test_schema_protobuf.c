@@ -378,6 +378,99 @@ static void test_depth_limit(void **state)
     kc_schema_free(s);
 }
 
+/* Inline-embedded Go structs travel as one nested message at an outer field
+ * number (Volume's VolumeSource at 2, Probe's ProbeHandler at 1,
+ * EphemeralContainer's EphemeralContainerCommon at 1, LocalObjectReference
+ * at 1 of the key selectors); their fields must land flat in the JSON
+ * object. A Pod built the way Go's marshaller writes it, against the real
+ * schema. */
+static void test_pod_inline_embedded(void **state)
+{
+    struct w ref = {0}, src = {0}, vol1 = {0}, vol2 = {0}, cm = {0}, sel = {0}, evs = {0}, env = {0};
+    struct w port = {0}, http = {0}, handler = {0}, probe = {0}, ctr = {0}, eph = {0}, common = {0};
+    struct w spec = {0}, meta = {0}, raw = {0}, body = {0};
+
+    /* volume "scratch": emptyDir {} (VolumeSource field 2) */
+    put_str(&vol1, 1, "scratch");
+    put_bytes(&src, 2, "", 0);
+    put_msg(&vol1, 2, &src);
+    /* volume "cfg": configMap (VolumeSource field 19) whose name is in the
+     * embedded LocalObjectReference (field 1); defaultMode 420 */
+    put_str(&ref, 1, "app-config");
+    put_msg(&cm, 1, &ref);
+    put_int(&cm, 3, 420);
+    memset(&src, 0, sizeof src);
+    put_msg(&src, 19, &cm);
+    put_str(&vol2, 1, "cfg");
+    put_msg(&vol2, 2, &src);
+
+    /* env DB_PASSWORD from secretKeyRef {name: db, key: password} */
+    memset(&ref, 0, sizeof ref);
+    put_str(&ref, 1, "db");
+    put_msg(&sel, 1, &ref);
+    put_str(&sel, 2, "password");
+    put_msg(&evs, 4, &sel);
+    put_str(&env, 1, "DB_PASSWORD");
+    put_str(&env, 2, "");
+    put_msg(&env, 3, &evs);
+
+    /* livenessProbe: httpGet {path /healthz, port 8080} in ProbeHandler (field 1) */
+    put_int(&port, 1, 0);
+    put_int(&port, 2, 8080);
+    put_str(&http, 1, "/healthz");
+    put_msg(&http, 2, &port);
+    put_msg(&handler, 2, &http);
+    put_msg(&probe, 1, &handler);
+    put_int(&probe, 2, 5);
+    put_int(&probe, 3, 0);  /* timeoutSeconds 0: omitempty, dropped */
+
+    put_str(&ctr, 1, "app");
+    put_str(&ctr, 2, "nginx");
+    put_msg(&ctr, 7, &env);
+    put_msg(&ctr, 10, &probe);
+    put_int(&ctr, 16, 0);  /* stdin false: omitempty, dropped */
+
+    /* ephemeral container: name/image inside EphemeralContainerCommon (1),
+     * targetContainerName directly at 2 */
+    put_str(&common, 1, "debugger");
+    put_str(&common, 2, "busybox");
+    put_msg(&eph, 1, &common);
+    put_str(&eph, 2, "app");
+
+    put_msg(&spec, 1, &vol1);
+    put_msg(&spec, 1, &vol2);
+    put_msg(&spec, 2, &ctr);
+    put_msg(&spec, 34, &eph);
+    put_str(&meta, 1, "web");
+    put_msg(&raw, 1, &meta);
+    put_msg(&raw, 2, &spec);
+    envelope(&body, "v1", "Pod", &raw);
+
+    json_t *j = decode_ok(kc_schema_default(), &body);
+    assert_json(j, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\"},\"spec\":{"
+                   "\"volumes\":[{\"name\":\"scratch\",\"emptyDir\":{}},"
+                   "{\"name\":\"cfg\",\"configMap\":{\"name\":\"app-config\",\"defaultMode\":420}}],"
+                   "\"containers\":[{\"name\":\"app\",\"image\":\"nginx\","
+                   "\"env\":[{\"name\":\"DB_PASSWORD\",\"valueFrom\":{\"secretKeyRef\":{\"name\":\"db\","
+                   "\"key\":\"password\"}}}],"
+                   "\"livenessProbe\":{\"httpGet\":{\"path\":\"/healthz\",\"port\":8080},"
+                   "\"initialDelaySeconds\":5}}],"
+                   "\"ephemeralContainers\":[{\"name\":\"debugger\",\"image\":\"busybox\","
+                   "\"targetContainerName\":\"app\"}]}}");
+    json_decref(j);
+
+    /* an inline message with a wrong wire type is malformed */
+    memset(&vol1, 0, sizeof vol1);
+    put_str(&vol1, 1, "bad");
+    put_int(&vol1, 2, 7);
+    memset(&spec, 0, sizeof spec);
+    put_msg(&spec, 1, &vol1);
+    memset(&raw, 0, sizeof raw);
+    put_msg(&raw, 2, &spec);
+    envelope(&body, "v1", "Pod", &raw);
+    assert_int_equal(decode_rc(kc_schema_default(), body.b, body.n), KC_EINVAL);
+}
+
 /* ---------- real kubectl 1.33 bodies ---------- */
 
 static unsigned char *read_fixture(const char *name, size_t *len)
@@ -630,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_pod_inline_embedded),
         cmocka_unit_test(test_kubectl_namespace),
         cmocka_unit_test(test_kubectl_deployment),
         cmocka_unit_test(test_kubectl_deployment_zero_replicas),
