@@ -29,13 +29,16 @@
 #include "store/store_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SQ_DEFAULT_COMPACT_S 60
 #define SQ_DEFAULT_KEEP 10000
@@ -89,6 +92,7 @@ struct kc_watch {
 struct sq_store {
     struct kc_store base;
     char *path;
+    int lock_fd; /* flock on "<path>-lock": one process owns the revision counter */
     int compact_interval_s;
     int64_t keep;
     int max_batch;
@@ -1016,6 +1020,8 @@ static void sq_free(struct sq_store *s)
     pthread_mutex_destroy(&s->watch_mu);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->wake);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
     free(s->batch);
     free(s->arena);
     free(s->path);
@@ -1069,9 +1075,27 @@ static int read_meta(sqlite3 *db, const char *sql, kc_rev_t *v, struct kc_err *e
     return sr == SQLITE_ROW || sr == SQLITE_DONE ? 0 : sq_fail(err, db, sql);
 }
 
+/* The revision counter lives in this process's memory, so a second process
+ * writing the same file would reuse revisions: refuse to open it twice. */
+static int lock_db(struct sq_store *s, struct kc_err *err)
+{
+    char lp[4200];
+    if ((size_t)snprintf(lp, sizeof lp, "%s-lock", s->path) >= sizeof lp)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "database path too long");
+    s->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0)
+        return kc_err_set(err, KC_EIO, 500, "InternalError", "open %s: %s", lp, strerror(errno));
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return kc_err_set(err, KC_EIO, 500, "InternalError", "%s is in use by another store (%s)", s->path,
+                          strerror(errno));
+    return 0;
+}
+
 static int writer_setup(struct sq_store *s, struct kc_err *err)
 {
-    int rc = open_conn(s->path, 1, &s->wdb, err);
+    int rc = lock_db(s, err);
+    if (rc == 0)
+        rc = open_conn(s->path, 1, &s->wdb, err);
     if (rc)
         return rc;
     sqlite3_stmt *q;
@@ -1137,6 +1161,7 @@ int kc_store_sqlite_open(const char *path, const struct kc_sqlite_opts *opts, st
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     }
     s->base.ops = &sq_ops;
+    s->lock_fd = -1;
     s->compact_interval_s = opts && opts->compact_interval_s ? opts->compact_interval_s : SQ_DEFAULT_COMPACT_S;
     s->keep = opts && opts->keep_revisions > 0 ? opts->keep_revisions : SQ_DEFAULT_KEEP;
     s->max_batch = opts && opts->max_batch > 0 ? opts->max_batch : SQ_DEFAULT_BATCH;

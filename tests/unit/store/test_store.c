@@ -776,6 +776,11 @@ static void test_reopen(void **state)
     kc_rev_t r2 = create_ok(s, "/r/b", "B");
     del_ok(s, "/r/b");
     kc_rev_t cur = s->ops->current_rev(s);
+    /* A second store on the same file would reuse revisions: refused. */
+    struct kc_store *twice = NULL;
+    struct kc_err err = {0};
+    assert_int_equal(kc_store_sqlite_open(f->path, NULL, &twice, &err), KC_EIO);
+    assert_null(twice);
     kc_store_close(s);
     f->s = s = open_store(f, NULL);
     assert_int_equal(s->ops->current_rev(s), cur);
