@@ -1,6 +1,6 @@
 /* schema.c — parser of the schema description (docs/schema-format.md),
- * lookups, strategic-merge-patch callbacks and the unknown-field / JSON type
- * check.
+ * lookups, strategic-merge-patch callbacks, the unknown-field / JSON type
+ * check and the pruning of unknown fields.
  *
  * Data structures: the parser copies the text once and cuts it into
  * NUL-terminated tokens in place, so all names point into that copy. Types
@@ -898,4 +898,58 @@ void kc_schema_check(const struct kc_schema *s, const struct kc_type *t, json_t 
     kc_buf_init(&c.path, KC_CHECK_MAX_PATH);
     check_object(&c, t, obj);
     kc_buf_release(&c.path);
+}
+
+/* ---------- kc_schema_prune ---------- */
+
+static void prune_object(const struct kc_type *t, json_t *obj, int depth);
+
+/* Prunes one value of message field f (a list element, a map value or the
+ * field itself); anything but an object is not ours to change. */
+static void prune_value(const struct kc_field *f, json_t *v, int depth)
+{
+    if (f->type == KC_F_MESSAGE && json_is_object(v))
+        prune_object(f->msg, v, depth);
+}
+
+static void prune_field(const struct kc_field *f, json_t *v, int depth)
+{
+    if (f->type != KC_F_MESSAGE)
+        return;  /* scalars, specials and raw JSON hold no schema fields */
+    if (f->list && json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+            prune_value(f, e, depth);
+    } else if (f->map && json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+            prune_value(f, e, depth);
+    } else if (!f->list && !f->map) {
+        prune_value(f, v, depth);
+    }
+}
+
+static void prune_object(const struct kc_type *t, json_t *obj, int depth)
+{
+    if (depth > KC_CHECK_MAX_DEPTH)
+        return;
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, k, v) {
+        const struct kc_field *f = kc_type_field(t, k);
+        if (!f)
+            json_object_del(obj, k);
+        else
+            prune_field(f, v, depth + 1);
+    }
+}
+
+void kc_schema_prune(const struct kc_schema *s, const struct kc_type *t, json_t *obj)
+{
+    (void)s;
+    if (t && json_is_object(obj))
+        prune_object(t, obj, 1);
 }

@@ -110,6 +110,14 @@ const struct kc_patch_schema *kc_schema_patch_ops(const struct kc_schema *s);
 void kc_schema_check(const struct kc_schema *s, const struct kc_type *t, json_t *obj, json_t *unknown,
                      json_t *type_errs);
 
+/* Removes from obj (an object of type t) every field the schema does not
+ * describe, recursively through message fields, lists and maps of
+ * messages; `raw` fields (free-form JSON) are left untouched, and so are
+ * values of the wrong JSON type (kc_schema_check reports those). This is
+ * what upstream does with unknown fields under fieldValidation=Ignore|Warn:
+ * they are dropped, never stored. Nesting beyond 100 objects is left as is. */
+void kc_schema_prune(const struct kc_schema *s, const struct kc_type *t, json_t *obj);
+
 /* OpenAPI v3 document for one group-version ("" group = core): every kind of
  * that group-version with its paths (so kubectl sees the fieldValidation
  * parameter and x-kubernetes-group-version-kind) and components.schemas for

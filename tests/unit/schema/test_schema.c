@@ -282,6 +282,86 @@ static void test_patch_ops_with_smp(void **state)
     json_decref(patch);
 }
 
+/* ---------- prune ---------- */
+
+static json_t *load(const char *text)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (!j)
+        fail_msg("bad test JSON: %s", je.text);
+    return j;
+}
+
+static void assert_pruned(const struct kc_schema *s, const struct kc_type *t, const char *in, const char *want)
+{
+    json_t *obj = load(in), *w = load(want);
+    kc_schema_prune(s, t, obj);
+    if (!json_equal(obj, w))
+        fail_msg("got  %s\nwant %s", json_dumps(obj, JSON_SORT_KEYS), want);
+    json_decref(obj);
+    json_decref(w);
+}
+
+static void test_prune(void **state)
+{
+    struct kc_schema *s = parse_ok(test_schema_text);
+    const struct kc_type *w = kc_schema_type(s, "t.v1.Widget");
+    /* unknown fields go at every level: top, nested message, list elements,
+     * map values, recursive types; known ones and their values stay */
+    assert_pruned(s, w,
+                  "{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\",\"bogus\":1,"
+                  "\"metadata\":{\"name\":\"w\",\"nickname\":\"x\",\"labels\":{\"bogus\":\"kept: a map key\"}},"
+                  "\"spec\":{\"replicas\":2,\"typo\":true,"
+                  "\"parts\":[{\"name\":\"a\",\"color\":\"red\"},{\"name\":\"b\",\"weight\":3}],"
+                  "\"byName\":{\"x\":{\"name\":\"x\",\"size\":9}},"
+                  "\"node\":{\"label\":\"l\",\"child\":{\"label\":\"m\",\"extra\":1,\"child\":{\"zz\":{}}}},"
+                  "\"extra\":{\"anything\":{\"goes\":[1,{\"here\":true}]}},"
+                  "\"tags\":[\"t1\"],\"data\":{\"k\":\"dg==\"}}}",
+                  "{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\","
+                  "\"metadata\":{\"name\":\"w\",\"labels\":{\"bogus\":\"kept: a map key\"}},"
+                  "\"spec\":{\"replicas\":2,"
+                  "\"parts\":[{\"name\":\"a\"},{\"name\":\"b\",\"weight\":3}],"
+                  "\"byName\":{\"x\":{\"name\":\"x\"}},"
+                  "\"node\":{\"label\":\"l\",\"child\":{\"label\":\"m\",\"child\":{}}},"
+                  "\"extra\":{\"anything\":{\"goes\":[1,{\"here\":true}]}},"
+                  "\"tags\":[\"t1\"],\"data\":{\"k\":\"dg==\"}}}");
+    /* values of the wrong JSON type and nulls are not pruning's business */
+    assert_pruned(s, w, "{\"spec\":{\"parts\":\"oops\",\"node\":[{\"x\":1}],\"byName\":null,\"junk\":null}}",
+                  "{\"spec\":{\"parts\":\"oops\",\"node\":[{\"x\":1}],\"byName\":null}}");
+    /* no type or a non-object: nothing happens */
+    json_t *a = load("[{\"x\":1}]");
+    kc_schema_prune(s, w, a);
+    kc_schema_prune(s, NULL, a);
+    assert_int_equal(json_object_size(json_array_get(a, 0)), 1);
+    json_decref(a);
+    kc_schema_free(s);
+
+    /* the real schema: a Deployment keeps everything a user may set (flat
+     * fields of inline-embedded structs included) and loses only typos */
+    const struct kc_schema *d = kc_schema_default();
+    const struct kc_type *dep = kc_schema_kind(d, "apps", "v1", "Deployment");
+    assert_non_null(dep);
+    const char *good =
+        "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\","
+        "\"annotations\":{\"x/y\":\"z\"}},\"spec\":{\"replicas\":3,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+        "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{"
+        "\"volumes\":[{\"name\":\"c\",\"configMap\":{\"name\":\"cm\",\"defaultMode\":420}},"
+        "{\"name\":\"e\",\"emptyDir\":{}}],"
+        "\"containers\":[{\"name\":\"nginx\",\"image\":\"nginx\",\"livenessProbe\":{\"httpGet\":"
+        "{\"path\":\"/\",\"port\":80},\"periodSeconds\":5},\"env\":[{\"name\":\"A\",\"valueFrom\":{\"secretKeyRef\":"
+        "{\"name\":\"s\",\"key\":\"k\"}}}],\"resources\":{\"limits\":{\"cpu\":\"1\"}}}]}}}}";
+    assert_pruned(d, dep, good, good);
+    assert_pruned(d, dep,
+                  "{\"kind\":\"Deployment\",\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"n\","
+                  "\"imagePullPolicyy\":\"Always\",\"livenessProbe\":{\"httpGet\":{\"path\":\"/\",\"bogus\":1}}}],"
+                  "\"volumes\":[{\"name\":\"v\",\"emptyDir\":{\"medium\":\"Memory\",\"nope\":2}}]}}},"
+                  "\"status\":{\"nonsense\":1}}",
+                  "{\"kind\":\"Deployment\",\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"n\","
+                  "\"livenessProbe\":{\"httpGet\":{\"path\":\"/\"}}}],"
+                  "\"volumes\":[{\"name\":\"v\",\"emptyDir\":{\"medium\":\"Memory\"}}]}}},\"status\":{}}");
+}
+
 /* ---------- check ---------- */
 
 static bool array_has_string(json_t *a, const char *s)
@@ -721,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_patch_ops),
         cmocka_unit_test(test_patch_ops_with_smp),
+        cmocka_unit_test(test_prune),
         cmocka_unit_test(test_check_unknown_fields),
         cmocka_unit_test(test_check_types),
         cmocka_unit_test(test_check_caps_at_100),
