@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,7 +354,16 @@ static double pct(const double *v, long n, double p)
     return v[k - 1];
 }
 
-static void report(struct run *r, struct worker *ws, double elapsed)
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* cpu: this process's CPU seconds during the timed part (all workers) */
+static void report(struct run *r, struct worker *ws, double elapsed, double cpu)
 {
     long total = 0, codes[600] = {0};
     for (int i = 0; i < r->conc; i++) {
@@ -379,12 +389,13 @@ static void report(struct run *r, struct worker *ws, double elapsed)
             fl += (size_t)snprintf(fails + fl, sizeof fails - fl, "%s%d:%ld", fl ? "," : "", c, codes[c]);
     double p50 = pct(all, total, 50) * 1e3, p90 = pct(all, total, 90) * 1e3, p99 = pct(all, total, 99) * 1e3;
     double mx = total ? all[total - 1] * 1e3 : 0;
+    double cpu_us = reqs ? cpu * 1e6 / (double)reqs : 0;
     printf("concurrency %4d: %7ld requests in %6.2f s  %8.0f creates/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms"
-           "  max %7.2f ms  non-201: %s\n",
-           r->conc, reqs, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none");
+           "  max %7.2f ms  non-201: %s  client CPU %.0f us/req\n",
+           r->conc, reqs, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none", cpu_us);
     printf("RESULT conc=%d requests=%ld created=%ld seconds=%.3f creates_per_s=%.0f p50_ms=%.2f p90_ms=%.2f "
-           "p99_ms=%.2f max_ms=%.2f non201=%s\n",
-           r->conc, reqs, ok, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none");
+           "p99_ms=%.2f max_ms=%.2f non201=%s client_cpu_us_per_req=%.0f\n",
+           r->conc, reqs, ok, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none", cpu_us);
     if (r->first_fail[0])
         printf("  first non-201 answer: %.300s\n", r->first_fail);
     fflush(stdout);
@@ -423,17 +434,17 @@ static int one_run(const struct opts *o, const char *url, struct curl_slist *hdr
         exit(1);
     }
     pthread_barrier_wait(&r->start);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     r->deadline = t0 + o->duration;
     pthread_barrier_wait(&r->start);
     for (int i = 0; i < conc; i++)
         pthread_join(th[i], NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = now_s() - t0, cpu = cpu_s() - c0;
     if (atomic_load(&r->failed_setup)) {
         fprintf(stderr, "apibench: concurrency %d: a worker could not connect; run skipped\n", conc);
         rc = -1;
     } else {
-        report(r, ws, elapsed);
+        report(r, ws, elapsed, cpu);
     }
     for (int i = 0; i < conc; i++)
         free(ws[i].lat);

@@ -9,7 +9,9 @@
 #
 # Loopback only, bounded: each apibench run is capped at BENCH_MAX_SECONDS, every wait has a timeout, and the
 # servers this script starts are stopped on exit (by their pid). Settings (environment):
-#   BUILD_DIR          build directory (default <repo>/build-bench)
+#   BENCH_COMMIT=REV   benchmark a committed revision instead of the work tree: `git archive REV` into
+#                      /tmp/kubec-bench-src-<sha> and build there (the shared work tree may not build mid-edit)
+#   BUILD_DIR          build directory (default <repo>/build-bench, or <that source>/build with BENCH_COMMIT)
 #   BUILD_TYPE         CMake build type (default RelWithDebInfo: -O2 -g, what scripts/build.sh ships)
 #   BENCH_COUNTS       creates at concurrency 1,16,64 (default "1000 3000 6000" = 10,000 pods)
 #   BENCH_READY_RUNS   start-to-ready runs of each kind (default 5)
@@ -18,6 +20,17 @@
 #   BENCH_KEEP=1       keep the temp dir (data dirs, server logs)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+src=$repo
+what="work tree at $(git -C "$repo" rev-parse --short HEAD)"
+if [ -n "${BENCH_COMMIT:-}" ]; then
+  sha=$(git -C "$repo" rev-parse --short "$BENCH_COMMIT^{commit}")
+  src=/tmp/kubec-bench-src-$sha
+  what="commit $sha"
+  if [ ! -d "$src" ]; then
+    mkdir -p "$src.part" && git -C "$repo" archive "$sha" | tar -x -C "$src.part" && mv "$src.part" "$src"
+  fi
+  BUILD_DIR=${BUILD_DIR:-$src/build}
+fi
 BUILD_DIR=${BUILD_DIR:-$repo/build-bench}
 BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 read -r -a COUNTS <<<"${BENCH_COUNTS:-1000 3000 6000}"
@@ -32,7 +45,7 @@ say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # ---------- build ----------
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   say "configuring $BUILD_DIR ($BUILD_TYPE)"
-  cmake -S "$repo" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
+  cmake -S "$src" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 fi
 say "building kubec, apibench, readytime (incremental)"
 cmake --build "$BUILD_DIR" -j2 --target kubec apibench readytime >/dev/null
@@ -57,6 +70,8 @@ free_port() {
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# CPU seconds (user+system, all threads) used so far by PID
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 # field NAME from a "KEY k=v k=v" line
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" | head -n1; }
@@ -114,10 +129,13 @@ for i in "${!LEVELS[@]}"; do
     sleep 0.5
   fi
   say "apibench concurrency $c, ${COUNTS[$i]} creates (load $(load))"
+  cpu0=$(cpu_s "$server_pid")
   bench "$c" "${COUNTS[$i]}" "r$i" | tee /dev/stderr | grep '^RESULT' >"$tmp/res-$c" || true
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; say "perf data in $BENCH_PERF"; fi
-  res[$c]=$(cat "$tmp/res-$c")
-  n=$(field created <<<"${res[$c]}")
+  n=$(field created <"$tmp/res-$c")
+  srv_us=$(awk -v a="$cpu0" -v b="$(cpu_s "$server_pid")" -v n="${n:-0}" 'BEGIN {printf "%.0f", n ? (b - a) * 1e6 / n : 0}')
+  res[$c]="$(cat "$tmp/res-$c") server_cpu_us_per_create=$srv_us"
+  say "server CPU: $srv_us us per create"
   created=$((created + ${n:-0}))
 done
 if [ "$created" -lt "$TOTAL_PODS" ]; then
@@ -157,7 +175,7 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB = %.1f MB", k/1024, k*1024/1e6}';
 mark() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN { if (v == "") {print "n/a"; exit}
   ok = (dir == "min") ? v >= t : v <= t; printf "%s", ok ? "met" : sprintf("MISSED (x%.1f)", dir == "min" ? t / (v ? v : 1) : v / t) }'; }
 echo
-echo "kubec API server benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $BUILD_TYPE build, commit $(git -C "$repo" rev-parse --short HEAD)"
+echo "kubec API server benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $BUILD_TYPE build of the $what"
 echo "load average: $load_start at start, $load_end at end"
 echo
 printf '%-46s %-40s %s\n' "measure" "value" "target"
@@ -169,6 +187,8 @@ for c in "${LEVELS[@]}"; do
     "$(get "$c" p50_ms) / $(get "$c" p90_ms) / $(get "$c" p99_ms) / $(get "$c" max_ms)" \
     "p99 <= 10 ms: $(mark "$(get "$c" p99_ms)" 10 max)"
   printf '%-46s %-40s %s\n' "  non-201 answers (code:count)" "$(get "$c" non201)" ""
+  printf '%-46s %-40s %s\n' "  CPU per create: server / apibench (us)" \
+    "$(get "$c" server_cpu_us_per_create) / $(get "$c" client_cpu_us_per_req)" ""
 done
 printf '%-46s %-40s %s\n' "start-to-ready, fresh data dir (ms)" "$cold_s" "< 100 ms: $(mark "$cold_med" 100 max)"
 printf '%-46s %-40s %s\n' "start-to-ready, reused empty data dir (ms)" "$warm_s" "< 100 ms: $(mark "$warm_med" 100 max)"
