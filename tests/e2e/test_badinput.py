@@ -183,8 +183,23 @@ class BadInputTest(harness.ServerTestCase):
         self.assertEqual(st, 201, body)
         self.assertNotIn("Warning", hdrs)
         self.assertEqual(self.req("DELETE", DEPLOYS + "/warned")[0], 200)
-        # an unknown fieldValidation value is itself an error
-        self.rejected("POST", DEPLOYS + "?fieldValidation=Bogus", deployment("bogusfv"), 400, "BadRequest",
+
+    def test_unknown_field_default_is_warn(self):
+        # with no fieldValidation the server behaves as Warn: stored without the field, Warning header sent
+        d = deployment("defaultwarn")
+        d["spec"]["foo"] = 1
+        st, body, hdrs = self.req("POST", DEPLOYS, d)
+        self.assertEqual(st, 201, body)
+        self.assertIn('unknown field \\"spec.foo\\"', hdrs.get("Warning", ""))
+        st, stored, _ = self.req("GET", DEPLOYS + "/defaultwarn")
+        self.req("DELETE", DEPLOYS + "/defaultwarn")
+        self.assertNotIn("foo", stored["spec"], "an unknown field was stored")
+
+    def test_unsupported_field_validation_value(self):
+        # upstream validates CreateOptions/UpdateOptions: 422 Invalid, field fieldValidation
+        self.rejected("POST", DEPLOYS + "?fieldValidation=Bogus", deployment("bogusfv"), 422, "Invalid",
+                      "fieldValidation", 'Unsupported value: "Bogus"')
+        self.rejected("PUT", DEPLOYS + "/anchor?fieldValidation=Bogus", self.anchor(), 422, "Invalid",
                       "fieldValidation")
 
     # --- validation (422) ----------------------------------------------------------------------------
