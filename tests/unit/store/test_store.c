@@ -434,6 +434,20 @@ static void test_watch_replay_every_rev(void **state)
             rec_free(&got);
         }
     }
+    /* A watch from a future revision waits for it. */
+    struct rec fut;
+    rec_init(&fut);
+    kc_rev_t now = s->ops->current_rev(s);
+    struct kc_watch *fw;
+    assert_int_equal(s->ops->watch(s, "", now + 3, rec_cb, rec_end, &fut, &fw, NULL), 0);
+    create_ok(s, "/f1", "1");
+    create_ok(s, "/f2", "2");
+    assert_int_equal(fut.n, 0);
+    kc_rev_t r3 = create_ok(s, "/f3", "3");
+    assert_int_equal(fut.n, 1);
+    assert_int_equal(fut.ev[0].rev, r3);
+    s->ops->unwatch(s, fw);
+    rec_free(&fut);
     /* A callback returning non-zero stops the stream. */
     struct rec stop;
     rec_init(&stop);
