@@ -152,6 +152,13 @@ class CrashTest(unittest.TestCase):
                 self.assertEqual(int(item["metadata"]["resourceVersion"]), acked[name][0],
                                  "%s: stored resourceVersion differs from the acknowledged one" % name)
 
+        # single-object reads agree with the list
+        for name in random.Random(1).sample(sorted(acked), min(40, len(acked))):
+            st, obj, _ = self.server.request("GET", "/api/v1/namespaces/%s/configmaps/%s" % (NS, name))
+            self.assertEqual(st, 200, obj)
+            self.assertEqual(obj["data"], present[name]["data"], name)
+            self.assertEqual(int(obj["metadata"]["resourceVersion"]), acked[name][0], name)
+
         rvs = [int(i["metadata"]["resourceVersion"]) for i in present.values()]
         self.assertEqual(len(rvs), len(set(rvs)), "duplicate resourceVersions among stored objects")
         ack_rvs = [v[0] for v in acked.values()]

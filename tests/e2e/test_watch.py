@@ -219,6 +219,18 @@ class WatchTest(harness.ServerTestCase):
         self.delete(base, "b")
         self.assertEqual(key(w.take(1)[0]), ("DELETED", "b", int(self.list_rv(base))))
 
+    def test_field_selector_single_object(self):
+        # what `kubectl get cm NAME -w` and `kubectl wait` do
+        base = self.ns("w-field")
+        self.create(base, cm("one"))
+        self.create(base, cm("two"))
+        w = self.watch(base, watch="true", fieldSelector="metadata.name=one")
+        self.assertEqual(key(w.take(1)[0])[:2], ("ADDED", "one"))
+        self.merge(base, "two", {"data": {"v": "x"}})
+        upd = self.merge(base, "one", {"data": {"v": "y"}})
+        self.assertEqual(key(w.take(1)[0]), ("MODIFIED", "one", int(upd["metadata"]["resourceVersion"])))
+        w.assert_quiet(self, 0.3)
+
     def test_timeout_seconds_closes_cleanly(self):
         base = self.ns("w-timeout")
         t0 = time.time()
