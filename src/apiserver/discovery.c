@@ -69,6 +69,9 @@ static json_t *agg_resource(const struct kc_resource *r)
     if (r->subresources & KC_SUB_BINDING)
         json_array_append_new(subs, json_pack("{s:s,s:o,s:[s]}", "subresource", "binding", "responseKind",
                                               gvk("", "v1", "Binding"), "verbs", "create"));
+    if (r->subresources & KC_SUB_EVICTION)
+        json_array_append_new(subs, json_pack("{s:s,s:o,s:[s]}", "subresource", "eviction", "responseKind",
+                                              gvk("policy", "v1", "Eviction"), "verbs", "create"));
     if (json_array_size(subs))
         json_object_set_new(o, "subresources", subs);
     else
@@ -185,6 +188,13 @@ static json_t *legacy_resources(const char *g, const char *v)
             snprintf(n, sizeof n, "%s/binding", r->plural);
             json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:[s]}", "name", n, "singularName", "",
                                                   "namespaced", r->namespaced, "kind", "Binding", "verbs", "create"));
+        }
+        if (r->subresources & KC_SUB_EVICTION) {
+            char n[96];
+            snprintf(n, sizeof n, "%s/eviction", r->plural);
+            json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:s,s:s,s:[s]}", "name", n, "singularName", "",
+                                                  "namespaced", r->namespaced, "group", "policy", "version", "v1",
+                                                  "kind", "Eviction", "verbs", "create"));
         }
     }
     char gv[96];

@@ -1523,6 +1523,55 @@ static void handle_binding(struct kc_req *req, struct kc_resp *resp, const struc
     json_decref(b);
 }
 
+/* ---------- eviction ---------- */
+
+/* POST pods/NAME/eviction (policy/v1 Eviction): deletes the pod with the
+ * eviction's deleteOptions. PodDisruptionBudgets are not served yet, so no
+ * eviction is refused for budget reasons (429 when they are). */
+static void handle_eviction(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns,
+                            const char *name)
+{
+    if (strcmp(req->method, "POST")) {
+        kc_resp_status(resp, 405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
+                       NULL, NULL, NULL, NULL);
+        return;
+    }
+    struct kc_err err = {0};
+    json_t *ev = NULL;
+    if (req->body_len && kc_decode_body(req, &ev, &err)) {
+        kc_resp_err(resp, &err);
+        return;
+    }
+    const char *ename = kc_jstr(ev, "metadata.name");
+    if (ename && strcmp(ename, name)) {
+        kc_resp_status(resp, 400, "BadRequest", "name in URL does not match name in Eviction object", NULL, NULL, NULL,
+                       NULL);
+        json_decref(ev);
+        return;
+    }
+    struct kc_req r2 = *req;
+    char *opts = NULL;
+    json_t *dopt = json_object_get(ev, "deleteOptions");
+    if (dopt)
+        opts = kc_json_dump(dopt, NULL);
+    r2.body = opts;
+    r2.body_len = opts ? strlen(opts) : 0;
+    r2.method = "DELETE";
+    struct kc_resp dr = {0};
+    json_t *deleted = NULL;
+    handle_delete(&r2, &dr, res, ns, name, &deleted);
+    if (deleted) {
+        kc_resp_status(resp, 201, "", NULL, NULL, NULL, NULL, NULL);
+        json_decref(deleted);
+    } else {
+        kc_resp_raw(resp, dr.code, dr.content_type, dr.body, dr.body_len);
+        dr.body = NULL;
+    }
+    kc_resp_release(&dr);
+    free(opts);
+    json_decref(ev);
+}
+
 /* ---------- entry ---------- */
 
 static void method_not_allowed(struct kc_resp *resp)
@@ -1559,6 +1608,10 @@ void kc_handle_resource(struct kc_req *req, struct kc_resp *resp, const struct k
         }
         if (!strcmp(sub, "binding") && (res->subresources & KC_SUB_BINDING)) {
             handle_binding(req, resp, res, ns, name);
+            return;
+        }
+        if (!strcmp(sub, "eviction") && (res->subresources & KC_SUB_EVICTION)) {
+            handle_eviction(req, resp, res, ns, name);
             return;
         }
         kc_resp_status(resp, 404, "NotFound", "the server could not find the requested resource", NULL, NULL, NULL,

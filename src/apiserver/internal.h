@@ -29,7 +29,7 @@
 
 /* ---------- resources (resources.c) ---------- */
 
-enum { KC_SUB_STATUS = 1, KC_SUB_SCALE = 2, KC_SUB_BINDING = 4 };
+enum { KC_SUB_STATUS = 1, KC_SUB_SCALE = 2, KC_SUB_BINDING = 4, KC_SUB_EVICTION = 8 };
 
 struct kc_column {
     const char *name, *type, *format, *description;

@@ -587,7 +587,7 @@ struct kc_resource kc_resources[] = {
      .short_names = {"ns"}, .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = ns_fields,
      .index_fields = idx_ns, .columns = cols_ns, .row = row_ns},
     {.group = "", .version = "v1", .kind = "Pod", .plural = "pods", .singular = "pod", .short_names = {"po"},
-     .categories = {"all"}, .namespaced = true, .subresources = KC_SUB_STATUS | KC_SUB_BINDING,
+     .categories = {"all"}, .namespaced = true, .subresources = KC_SUB_STATUS | KC_SUB_BINDING | KC_SUB_EVICTION,
      .field_labels = pod_fields, .index_fields = idx_pod, .columns = cols_pod, .row = row_pod},
     {.group = "", .version = "v1", .kind = "Node", .plural = "nodes", .singular = "node", .short_names = {"no"},
      .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = node_fields, .index_fields = idx_node,

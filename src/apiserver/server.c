@@ -206,6 +206,23 @@ static void seed(struct kc_server *srv)
             kc_warn("apiserver", "cannot create namespace %s: %s", names[i], err.message);
         json_decref(ns);
     }
+    /* default/kubernetes: the Service clients expect to find for the API server */
+    const struct kc_resource *svc = kc_resource_find("", "v1", "services");
+    char key[256];
+    snprintf(key, sizeof key, "%sdefault/kubernetes", svc->storage_prefix);
+    struct kc_obj *o = kc_cache_get(svc->storage, key);
+    if (o) {
+        kc_obj_unref(o);
+        return;
+    }
+    json_t *s = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s,s:s}},s:{s:s,s:s,s:[s],s:[{s:s,s:s,s:i,s:i}],s:s}}",
+                          "apiVersion", "v1", "kind", "Service", "metadata", "name", "kubernetes", "namespace",
+                          "default", "labels", "component", "apiserver", "provider", "kubernetes", "spec", "type",
+                          "ClusterIP", "clusterIP", "10.43.0.1", "clusterIPs", "10.43.0.1", "ports", "name", "https",
+                          "protocol", "TCP", "port", 443, "targetPort", 6443, "sessionAffinity", "None");
+    struct kc_err err = {0};
+    kc_server_create_json(srv, svc, s, &err);
+    json_decref(s);
 }
 
 int kc_server_main(int argc, char **argv)
