@@ -1,1 +1,0 @@
-int kc_client_placeholder(void); int kc_client_placeholder(void){return 0;}
