@@ -171,7 +171,7 @@ static int check_fields(struct kc_req *req, struct kc_resp *resp, const struct k
         kc_resp_status(resp, 400, "BadRequest", b.data, NULL, NULL, NULL, NULL);
         kc_buf_release(&b);
         rc = -1;
-    } else if (json_array_size(unknown) && fv && !strcmp(fv, "Warn")) {
+    } else if (json_array_size(unknown) && (!fv || !strcmp(fv, "Warn"))) {
         struct kc_buf b;
         kc_buf_init(&b, 1 << 16);
         size_t i;
@@ -188,6 +188,9 @@ static int check_fields(struct kc_req *req, struct kc_resp *resp, const struct k
         free(resp->warning);
         resp->warning = kc_buf_steal(&b, NULL);
     }
+    /* unknown fields are dropped, not stored (Ignore, Warn — the default) */
+    if (rc == 0 && json_array_size(unknown))
+        kc_schema_prune(kc_schema_default(), res->schema, obj);
     json_decref(unknown);
     json_decref(types);
     return rc;
