@@ -280,3 +280,47 @@ int kc_slow_start_next(int prev, int remaining, int initial)
     long next = prev <= 0 ? initial : 2L * prev;
     return next < remaining ? (int)next : remaining;
 }
+
+json_t *kc_obj_get(json_t *obj, const char *dotted)
+{
+    char part[128];
+    const char *p = dotted;
+    while (obj && *p) {
+        size_t n = strcspn(p, ".");
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = 0;
+        obj = json_object_get(obj, part);
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return obj;
+}
+
+const char *kc_obj_str(json_t *obj, const char *dotted)
+{
+    return json_string_value(kc_obj_get(obj, dotted));
+}
+
+json_t *kc_obj_controller_ref(json_t *obj)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(kc_obj_get(obj, "metadata.ownerReferences"), i, r) if (json_is_true(
+        json_object_get(r, "controller"))) return r;
+    return NULL;
+}
+
+json_t *kc_obj_owner_ref(json_t *obj, const char *uid)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(kc_obj_get(obj, "metadata.ownerReferences"), i, r) {
+        const char *u = json_string_value(json_object_get(r, "uid"));
+        if (u && uid && !strcmp(u, uid))
+            return r;
+    }
+    return NULL;
+}

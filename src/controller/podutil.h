@@ -55,4 +55,12 @@ size_t kc_pods_to_delete(json_t **pods, size_t n, json_t **related, size_t nrel,
  * (upstream slowStartBatch with SlowStartInitialBatchSize = 1). Returns 0 when nothing remains. */
 int kc_slow_start_next(int prev, int remaining, int initial);
 
+/* Small JSON accessors the controllers share. Dotted path ("metadata.name"); NULL if absent. */
+json_t *kc_obj_get(json_t *obj, const char *dotted);
+const char *kc_obj_str(json_t *obj, const char *dotted);
+/* The ownerReference with controller: true, or NULL. */
+json_t *kc_obj_controller_ref(json_t *obj);
+/* The ownerReference with this uid, or NULL. */
+json_t *kc_obj_owner_ref(json_t *obj, const char *uid);
+
 #endif
