@@ -198,14 +198,10 @@ class PythonClientTest(harness.ServerTestCase):
         self.assertEqual([c.metadata.name for c in lst.items], ["settings"])
 
         sec = self.core.create_namespaced_secret(ns, client.V1Secret(
-            metadata=client.V1ObjectMeta(name="creds"), type="Opaque",
-            data={"password": "aHVudGVyMg=="}, string_data={"user": "admin"}))
+            metadata=client.V1ObjectMeta(name="creds"), type="Opaque", data={"password": "aHVudGVyMg=="}))
         self.assertEqual(sec.type, "Opaque")
-        # stringData is write-only: it is merged into data (base64) and not returned
         got = self.core.read_namespaced_secret("creds", ns)
-        self.assertEqual(got.data.get("password"), "aHVudGVyMg==")
-        self.assertEqual(got.data.get("user"), "YWRtaW4=")
-        self.assertFalse(got.string_data)
+        self.assertEqual(got.data, {"password": "aHVudGVyMg=="})
         self.assertEqual([s.metadata.name for s in self.core.list_namespaced_secret(ns).items if
                           s.metadata.name == "creds"], ["creds"])
 
@@ -230,6 +226,20 @@ class PythonClientTest(harness.ServerTestCase):
         with self.assertRaises(ApiException) as cm:
             self.core.create_namespaced_config_map(ns, {"metadata": {"name": "late"}})
         self.assertIn(cm.exception.status, (403, 404), cm.exception.body)
+
+    def test_secret_string_data(self):
+        ns = self.make_ns("py-secret")
+        self.core.create_namespaced_secret(ns, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"), type="Opaque",
+            data={"password": "aHVudGVyMg=="}, string_data={"user": "admin", "password": "override"}))
+        # stringData is write-only: merged into data (base64, winning over data) and never returned
+        got = self.core.read_namespaced_secret("creds", ns)
+        self.assertFalse(got.string_data)
+        self.assertEqual(got.data, {"user": "YWRtaW4=", "password": "b3ZlcnJpZGU="})
+        # a data value that is not base64 is refused
+        with self.assertRaises(ApiException) as cm:
+            self.core.create_namespaced_secret(ns, {"metadata": {"name": "bad"}, "data": {"k": "not base64!"}})
+        self.assertEqual(cm.exception.status, 400, cm.exception.body)
 
     def test_watch_added_modified_deleted(self):
         ns = self.make_ns("py-watch")
