@@ -11,6 +11,11 @@ the moments the request was sent and the reply received). After the final restar
 - resourceVersions are unique, and if one acknowledgement arrived before another request was sent, the
   later write has the larger resourceVersion (a restart must never hand out a revision twice);
 - the server still accepts writes, with a resourceVersion above every one acknowledged before.
+
+A second crash test has threads that merge-patch their own object and threads that create and delete
+objects: after the crash each object holds its newest acknowledged value (or a later attempted one), no
+acknowledged deletion is undone and no acknowledged creation is lost. A third sends SIGTERM under load:
+exit code 0, nothing acknowledged lost, and a prompt stop.
 """
 import http.client
 import json
@@ -49,42 +54,104 @@ class Writer(threading.Thread):
         ctx = self.server.ssl_context()
         self.conn = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=ctx, timeout=10)
 
+    def call(self, method, path, body=None, ctype="application/json"):
+        """(status, parsed body) or None when the server went away and the outcome is unknown."""
+        if self.conn is None:
+            self.connect()
+        try:
+            self.conn.request(method, path, body=body, headers={
+                "Authorization": "Bearer " + self.token, "Content-Type": ctype, "Accept": "application/json"})
+            resp = self.conn.getresponse()
+            payload = resp.read()
+        except (OSError, http.client.HTTPException):
+            # server went away (or is still starting): the write's fate is unknown
+            self.conn.close()
+            self.conn = None
+            time.sleep(0.02)
+            return None
+        if resp.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        if resp.status in (429, 503):
+            time.sleep(0.01)
+        try:
+            return resp.status, json.loads(payload)
+        except ValueError:
+            return resp.status, payload[:300]
+
     def run(self):
+        try:
+            self.loop()
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+
+    def loop(self):
         seq = 0
         path = "/api/v1/namespaces/%s/configmaps" % NS
         while not self.stop_event.is_set():
-            if self.conn is None:
-                self.connect()
             name = "t%d-%d" % (self.tid, seq)
             body = json.dumps(cm_body(name, self.tid, seq))
             seq += 1
             self.attempted.add(name)
             t_sent = time.monotonic()
-            try:
-                self.conn.request("POST", path, body=body, headers={
-                    "Authorization": "Bearer " + self.token, "Content-Type": "application/json",
-                    "Accept": "application/json"})
-                resp = self.conn.getresponse()
-                payload = resp.read()
-            except (OSError, http.client.HTTPException):
-                # server went away (or is still starting): the write's fate is unknown
-                self.conn.close()
-                self.conn = None
-                time.sleep(0.02)
-                continue
+            r = self.call("POST", path, body)
             t_acked = time.monotonic()
-            if resp.status == 201:
-                obj = json.loads(payload)
-                self.acked[name] = (int(obj["metadata"]["resourceVersion"]), t_sent, t_acked)
-            elif resp.status in (429, 503):
-                time.sleep(0.01)
+            if r is None or r[0] in (429, 503):
+                continue
+            if r[0] == 201:
+                self.acked[name] = (int(r[1]["metadata"]["resourceVersion"]), t_sent, t_acked)
             else:
-                self.unexpected.append((name, resp.status, payload[:300]))
-            if resp.getheader("Connection", "").lower() == "close":
-                self.conn.close()
-                self.conn = None
-        if self.conn is not None:
-            self.conn.close()
+                self.unexpected.append((name, r[0], r[1]))
+
+
+class Updater(Writer):
+    """Merge-patches its own ConfigMap u<tid> with data.v = 1, 2, 3, ..."""
+
+    def loop(self):
+        path = "/api/v1/namespaces/%s/configmaps/u%d" % (NS, self.tid)
+        self.last_acked = (0, None)   # (seq, rv) of the newest acknowledged patch
+        self.tried = {0}
+        seq = 0
+        while not self.stop_event.is_set():
+            seq += 1
+            self.tried.add(seq)
+            r = self.call("PATCH", path, json.dumps({"data": {"v": str(seq)}}), "application/merge-patch+json")
+            if r is None or r[0] in (429, 503):
+                continue
+            if r[0] == 200 and r[1]["data"]["v"] == str(seq):
+                self.last_acked = (seq, int(r[1]["metadata"]["resourceVersion"]))
+            else:
+                self.unexpected.append((path, r[0], r[1]))
+
+
+class Deleter(Writer):
+    """Creates d<tid>-<seq> and deletes two of every three again; records acknowledged creations and deletions."""
+
+    def loop(self):
+        base = "/api/v1/namespaces/%s/configmaps" % NS
+        self.deleted = set()     # acknowledged deletions
+        self.live = set()        # acknowledged creations whose deletion was never attempted
+        seq = 0
+        while not self.stop_event.is_set():
+            name = "d%d-%d" % (self.tid, seq)
+            seq += 1
+            self.attempted.add(name)
+            r = self.call("POST", base, json.dumps(cm_body(name, self.tid, seq - 1)))
+            if r is None or r[0] != 201:
+                if r is not None and r[0] not in (429, 503):
+                    self.unexpected.append((name, r[0], r[1]))
+                continue
+            if seq % 3 == 0 or self.stop_event.is_set():
+                self.live.add(name)   # every third one stays
+                continue
+            r = self.call("DELETE", base + "/" + name)
+            if r is None or r[0] in (429, 503):
+                continue
+            if r[0] == 200:
+                self.deleted.add(name)
+            else:
+                self.unexpected.append((name, r[0], r[1]))
 
 
 class CrashTest(unittest.TestCase):
@@ -97,9 +164,9 @@ class CrashTest(unittest.TestCase):
     def tearDown(self):
         self.server.cleanup()
 
-    def start_writers(self):
+    def start_writers(self, kinds=(Writer,) * THREADS):
         self.stop_event = threading.Event()
-        self.writers = [Writer(self.server, i, self.stop_event) for i in range(THREADS)]
+        self.writers = [kind(self.server, i, self.stop_event) for i, kind in enumerate(kinds)]
         for w in self.writers:
             w.start()
 
@@ -210,6 +277,63 @@ class CrashTest(unittest.TestCase):
         print("sigkill x%d: %d acknowledged of %d attempted" % (kills, acked, attempted))
         rc = self.server.stop()
         self.assertEqual(rc, 0, self.server.read_log()[-3000:])
+
+    def test_sigkill_updates_and_deletes(self):
+        """Acknowledged updates and deletions survive a crash as creations do."""
+        for i in range(8):
+            st, body, _ = self.server.request("POST", "/api/v1/namespaces/%s/configmaps" % NS,
+                                              {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": "u%d" % i}, "data": {"v": "0"}})
+            self.assertEqual(st, 201, body)
+        self.start_writers([Updater] * 8 + [Deleter] * 8)
+        try:
+            for _ in range(2):
+                self.wait_for_updates(200)
+                time.sleep(random.uniform(0.3, 2.0))
+                self.assertEqual(self.server.stop(signal.SIGKILL, timeout=5), -signal.SIGKILL)
+                self.server.start()
+            self.wait_for_updates(100)
+        finally:
+            self.stop_writers()
+        unexpected = [u for w in self.writers for u in w.unexpected]
+        self.assertEqual(unexpected[:5], [], "unexpected statuses during load")
+        st, lst, _ = self.server.request("GET", "/api/v1/namespaces/%s/configmaps" % NS)
+        self.assertEqual(st, 200, lst)
+        present = {i["metadata"]["name"]: i for i in lst["items"]}
+        deleted = live = 0
+        for w in self.writers:
+            if isinstance(w, Updater):
+                obj = present["u%d" % w.tid]
+                v = int(obj["data"]["v"])
+                acked_seq, acked_rv = w.last_acked
+                self.assertIn(v, w.tried, "u%d holds a value never written" % w.tid)
+                self.assertGreaterEqual(v, acked_seq, "u%d lost acknowledged update %d (has %d)" % (w.tid, acked_seq, v))
+                if v == acked_seq and acked_rv is not None:
+                    self.assertEqual(int(obj["metadata"]["resourceVersion"]), acked_rv)
+            else:
+                back = sorted(w.deleted & set(present))
+                self.assertEqual(back, [], "acknowledged deletions undone by the crash")
+                missing = sorted(w.live - set(present))
+                self.assertEqual(missing, [], "acknowledged creations lost")
+                deleted += len(w.deleted)
+                live += len(w.live)
+        for name in present:
+            if name.startswith("d"):
+                self.assertIn(name, set().union(*(w.attempted for w in self.writers)), "phantom " + name)
+        self.assertGreater(deleted, 50)
+        self.assertGreater(live, 20)
+        print("updates+deletes: %d deletions acknowledged, updates at %s" % (
+            deleted, [w.last_acked[0] for w in self.writers if isinstance(w, Updater)]))
+        self.assertEqual(self.server.stop(), 0, self.server.read_log()[-3000:])
+
+    def wait_for_updates(self, n, timeout=10):
+        def total():
+            return sum(w.last_acked[0] for w in self.writers if isinstance(w, Updater) and hasattr(w, "last_acked"))
+        target = total() + n
+        deadline = time.time() + timeout
+        while total() < target:
+            self.assertLess(time.time(), deadline, "updaters made no progress:\n" + self.server.read_log()[-3000:])
+            time.sleep(0.01)
 
     def test_sigterm_under_load(self):
         self.start_writers()
