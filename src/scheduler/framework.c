@@ -1,0 +1,965 @@
+/* framework.c — filters, scores and preemption over a snapshot (see framework.h).
+ *
+ * Pure functions, called by the scheduler thread only. Reasons and messages
+ * use upstream's wording so that `kubectl describe pod` reads the same.
+ * Scores are computed raw per plugin and normalised across the feasible
+ * nodes in kc_schedule, then weighted as upstream's default profile:
+ * TaintToleration 3, NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2,
+ * NodeResourcesFit 1, NodeResourcesBalancedAllocation 1, ImageLocality 1.
+ */
+#include "scheduler/framework.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meta/selector.h"
+#include "meta/validation.h"
+#include "util/timeutil.h"
+
+/* ---------- parsing ---------- */
+
+static const char *jstr(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static int64_t qty(json_t *v)
+{
+    int64_t m = 0;
+    if (json_is_string(v)) {
+        if (kc_quantity_parse(json_string_value(v), &m) < 0)
+            return 0;
+        return m;
+    }
+    if (json_is_integer(v))
+        return json_integer_value(v) * 1000;
+    if (json_is_real(v))
+        return (int64_t)(json_real_value(v) * 1000);
+    return 0;
+}
+
+void kc_res_from_list(json_t *rl, struct kc_res *out)
+{
+    memset(out, 0, sizeof *out);
+    out->cpu_m = qty(json_object_get(rl, "cpu"));
+    out->mem = qty(json_object_get(rl, "memory")) / 1000;
+    out->eph = qty(json_object_get(rl, "ephemeral-storage")) / 1000;
+    out->pods = qty(json_object_get(rl, "pods")) / 1000;
+}
+
+static void container_requests(json_t *c, struct kc_res *r)
+{
+    json_t *res = json_object_get(c, "resources");
+    json_t *req = json_object_get(res, "requests");
+    json_t *lim = json_object_get(res, "limits");
+    struct kc_res a, b;
+    kc_res_from_list(req, &a);
+    kc_res_from_list(lim, &b);
+    /* a missing request defaults to the limit, as upstream's defaulting does */
+    if (!json_object_get(req, "cpu"))
+        a.cpu_m = b.cpu_m;
+    if (!json_object_get(req, "memory"))
+        a.mem = b.mem;
+    if (!json_object_get(req, "ephemeral-storage"))
+        a.eph = b.eph;
+    *r = a;
+}
+
+struct kc_spod *kc_spod_new(json_t *pod)
+{
+    json_t *meta = json_object_get(pod, "metadata"), *spec = json_object_get(pod, "spec");
+    if (!json_is_object(meta) || !json_is_object(spec))
+        return NULL;
+    struct kc_spod *p = calloc(1, sizeof *p);
+    p->json = json_incref(pod);
+    p->ns = jstr(meta, "namespace") ? jstr(meta, "namespace") : "";
+    p->name = jstr(meta, "name") ? jstr(meta, "name") : "";
+    p->uid = jstr(meta, "uid") ? jstr(meta, "uid") : p->name;
+    p->node = jstr(spec, "nodeName");
+    if (p->node && !*p->node)
+        p->node = NULL;
+    p->priority = (int32_t)json_integer_value(json_object_get(spec, "priority"));
+    const char *pp = jstr(spec, "preemptionPolicy");
+    p->preempt_never = pp && !strcmp(pp, "Never");
+    time_t t = 0;
+    if (jstr(meta, "creationTimestamp"))
+        kc_time_parse(jstr(meta, "creationTimestamp"), &t);
+    p->created = (double)t;
+    p->labels = json_object_get(meta, "labels");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
+    {
+        struct kc_res r;
+        container_requests(c, &r);
+        p->req.cpu_m += r.cpu_m;
+        p->req.mem += r.mem;
+        p->req.eph += r.eph;
+    }
+    json_array_foreach(json_object_get(spec, "initContainers"), i, c)
+    {
+        struct kc_res r;
+        container_requests(c, &r);
+        if (r.cpu_m > p->req.cpu_m)
+            p->req.cpu_m = r.cpu_m;
+        if (r.mem > p->req.mem)
+            p->req.mem = r.mem;
+        if (r.eph > p->req.eph)
+            p->req.eph = r.eph;
+    }
+    struct kc_res ov;
+    kc_res_from_list(json_object_get(spec, "overhead"), &ov);
+    p->req.cpu_m += ov.cpu_m;
+    p->req.mem += ov.mem;
+    p->req.pods = 1;
+    return p;
+}
+
+void kc_spod_free(struct kc_spod *p)
+{
+    if (!p)
+        return;
+    json_decref(p->json);
+    free(p);
+}
+
+/* ---------- snapshot ---------- */
+
+void kc_snapshot_init(struct kc_snapshot *s) { memset(s, 0, sizeof *s); }
+
+static void snode_release(struct kc_snode *n)
+{
+    for (size_t i = 0; i < n->npods; i++)
+        kc_spod_free(n->pods[i]);
+    free(n->pods);
+    free(n->name);
+    json_decref(n->json);
+    json_decref(n->images);
+}
+
+void kc_snapshot_release(struct kc_snapshot *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        snode_release(&s->nodes[i]);
+    free(s->nodes);
+    memset(s, 0, sizeof *s);
+}
+
+struct kc_snode *kc_snapshot_node(struct kc_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->nodes[i].name, name))
+            return &s->nodes[i];
+    return NULL;
+}
+
+static void node_fill(struct kc_snode *n, json_t *node)
+{
+    json_decref(n->json);
+    n->json = json_incref(node);
+    json_t *meta = json_object_get(node, "metadata"), *spec = json_object_get(node, "spec"),
+           *st = json_object_get(node, "status");
+    n->labels = json_object_get(meta, "labels");
+    n->taints = json_object_get(spec, "taints");
+    n->unschedulable = json_is_true(json_object_get(spec, "unschedulable"));
+    json_t *alloc = json_object_get(st, "allocatable");
+    if (!alloc)
+        alloc = json_object_get(st, "capacity");
+    kc_res_from_list(alloc, &n->alloc);
+    json_decref(n->images);
+    n->images = json_object();
+    size_t i, j;
+    json_t *img, *nm;
+    json_array_foreach(json_object_get(st, "images"), i, img)
+    {
+        json_array_foreach(json_object_get(img, "names"), j, nm)
+            json_object_set_new(n->images, json_string_value(nm) ? json_string_value(nm) : "",
+                                json_integer(json_integer_value(json_object_get(img, "sizeBytes"))));
+    }
+}
+
+size_t kc_snapshot_set_node(struct kc_snapshot *s, json_t *node)
+{
+    const char *name = jstr(json_object_get(node, "metadata"), "name");
+    if (!name)
+        name = "";
+    struct kc_snode *n = kc_snapshot_node(s, name);
+    if (!n) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 16;
+            s->nodes = realloc(s->nodes, s->cap * sizeof *s->nodes);
+        }
+        n = &s->nodes[s->n++];
+        memset(n, 0, sizeof *n);
+        n->name = strdup(name);
+    }
+    node_fill(n, node);
+    return (size_t)(n - s->nodes);
+}
+
+void kc_snapshot_remove_node(struct kc_snapshot *s, const char *name)
+{
+    struct kc_snode *n = kc_snapshot_node(s, name);
+    if (!n)
+        return;
+    size_t i = (size_t)(n - s->nodes);
+    snode_release(n);
+    memmove(&s->nodes[i], &s->nodes[i + 1], (s->n - i - 1) * sizeof *s->nodes);
+    s->n--;
+}
+
+void kc_snode_add_pod(struct kc_snode *n, struct kc_spod *p)
+{
+    if (n->npods == n->cap) {
+        n->cap = n->cap ? n->cap * 2 : 8;
+        n->pods = realloc(n->pods, n->cap * sizeof *n->pods);
+    }
+    n->pods[n->npods++] = p;
+    n->used.cpu_m += p->req.cpu_m;
+    n->used.mem += p->req.mem;
+    n->used.eph += p->req.eph;
+    n->used.pods += 1;
+}
+
+bool kc_snode_remove_pod(struct kc_snode *n, const char *uid)
+{
+    for (size_t i = 0; i < n->npods; i++) {
+        struct kc_spod *p = n->pods[i];
+        if (strcmp(p->uid, uid))
+            continue;
+        n->used.cpu_m -= p->req.cpu_m;
+        n->used.mem -= p->req.mem;
+        n->used.eph -= p->req.eph;
+        n->used.pods -= 1;
+        kc_spod_free(p);
+        n->pods[i] = n->pods[--n->npods];
+        return true;
+    }
+    return false;
+}
+
+/* ---------- label and node selector matching ---------- */
+
+static bool labels_match_selector_json(json_t *selector, json_t *labels)
+{
+    struct kc_label_selector *ls = NULL;
+    if (kc_label_selector_from_json(selector, &ls, NULL))
+        return false;
+    bool m = kc_label_selector_matches_json(ls, labels);
+    kc_label_selector_free(ls);
+    return m;
+}
+
+static bool in_values(json_t *values, const char *v)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(values, i, x) if (v && !strcmp(json_string_value(x) ? json_string_value(x) : "", v)) return true;
+    return false;
+}
+
+/* One NodeSelectorRequirement against a node (matchExpressions on labels, matchFields on metadata.name). */
+static bool node_req_matches(json_t *req, json_t *labels, const char *node_name, bool field)
+{
+    const char *key = jstr(req, "key"), *op = jstr(req, "operator");
+    json_t *values = json_object_get(req, "values");
+    if (!key || !op)
+        return false;
+    const char *v = field ? (!strcmp(key, "metadata.name") ? node_name : NULL) : jstr(labels, key);
+    if (!strcmp(op, "In"))
+        return v && in_values(values, v);
+    if (!strcmp(op, "NotIn"))
+        return !v || !in_values(values, v);
+    if (!strcmp(op, "Exists"))
+        return v != NULL;
+    if (!strcmp(op, "DoesNotExist"))
+        return v == NULL;
+    if ((!strcmp(op, "Gt") || !strcmp(op, "Lt")) && v && json_array_size(values) == 1) {
+        char *end;
+        long long have = strtoll(v, &end, 10);
+        if (*end)
+            return false;
+        long long want = strtoll(json_string_value(json_array_get(values, 0)) ?: "", &end, 10);
+        return !strcmp(op, "Gt") ? have > want : have < want;
+    }
+    return false;
+}
+
+static bool node_term_matches(json_t *term, json_t *labels, const char *name)
+{
+    json_t *me = json_object_get(term, "matchExpressions"), *mf = json_object_get(term, "matchFields");
+    if (!json_array_size(me) && !json_array_size(mf))
+        return false; /* an empty term matches nothing */
+    size_t i;
+    json_t *r;
+    json_array_foreach(me, i, r) if (!node_req_matches(r, labels, name, false)) return false;
+    json_array_foreach(mf, i, r) if (!node_req_matches(r, labels, name, true)) return false;
+    return true;
+}
+
+/* nodeSelector + required node affinity */
+static bool pod_matches_node_affinity(const struct kc_spod *p, const struct kc_snode *n)
+{
+    json_t *spec = json_object_get(p->json, "spec");
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(spec, "nodeSelector"), k, v)
+    {
+        const char *have = jstr(n->labels, k);
+        if (!have || strcmp(have, json_string_value(v) ? json_string_value(v) : ""))
+            return false;
+    }
+    json_t *req = json_object_get(json_object_get(json_object_get(spec, "affinity"), "nodeAffinity"),
+                                  "requiredDuringSchedulingIgnoredDuringExecution");
+    json_t *terms = json_object_get(req, "nodeSelectorTerms");
+    if (json_is_array(terms)) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(terms, i, t) if (node_term_matches(t, n->labels, n->name)) return true;
+        return false;
+    }
+    return true;
+}
+
+static bool tolerates(json_t *tolerations, json_t *taint)
+{
+    const char *tk = jstr(taint, "key") ? jstr(taint, "key") : "";
+    const char *tv = jstr(taint, "value") ? jstr(taint, "value") : "";
+    const char *te = jstr(taint, "effect") ? jstr(taint, "effect") : "";
+    size_t i;
+    json_t *t;
+    json_array_foreach(tolerations, i, t)
+    {
+        const char *e = jstr(t, "effect");
+        if (e && *e && strcmp(e, te))
+            continue;
+        const char *k = jstr(t, "key");
+        const char *op = jstr(t, "operator") ? jstr(t, "operator") : "Equal";
+        if (k && *k && strcmp(k, tk))
+            continue;
+        if ((!k || !*k) && strcmp(op, "Exists"))
+            continue;
+        if (!strcmp(op, "Exists"))
+            return true;
+        const char *v = jstr(t, "value") ? jstr(t, "value") : "";
+        if (!strcmp(v, tv))
+            return true;
+    }
+    return false;
+}
+
+/* ---------- topology spread ---------- */
+
+/* Pods of namespace ns matching selector (plus matchLabelKeys from the incoming pod's labels). */
+static bool spread_pod_matches(json_t *constraint, const struct kc_spod *incoming, const struct kc_spod *q)
+{
+    if (strcmp(q->ns, incoming->ns))
+        return false;
+    json_t *sel = json_object_get(constraint, "labelSelector");
+    if (!sel)
+        return false;
+    if (!labels_match_selector_json(sel, q->labels))
+        return false;
+    size_t i;
+    json_t *key;
+    json_array_foreach(json_object_get(constraint, "matchLabelKeys"), i, key)
+    {
+        const char *k = json_string_value(key);
+        const char *a = jstr(incoming->labels, k), *b = jstr(q->labels, k);
+        if (a && (!b || strcmp(a, b)))
+            return false;
+    }
+    return true;
+}
+
+/* Whether node n takes part in constraint c's domains for this pod (nodeAffinityPolicy Honor default,
+ * nodeTaintsPolicy Ignore default). */
+static bool spread_node_eligible(json_t *c, const struct kc_spod *p, const struct kc_snode *n)
+{
+    const char *ap = jstr(c, "nodeAffinityPolicy");
+    if ((!ap || !strcmp(ap, "Honor")) && !pod_matches_node_affinity(p, n))
+        return false;
+    const char *tp = jstr(c, "nodeTaintsPolicy");
+    if (tp && !strcmp(tp, "Honor")) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(n->taints, i, t)
+        {
+            const char *e = jstr(t, "effect");
+            if (e && (!strcmp(e, "NoSchedule") || !strcmp(e, "NoExecute")) &&
+                !tolerates(json_object_get(json_object_get(p->json, "spec"), "tolerations"), t))
+                return false;
+        }
+    }
+    return true;
+}
+
+struct domcount {
+    const char *dom;
+    int64_t count;
+};
+
+/* Counts matching pods per domain value of topologyKey over eligible nodes. Returns the number of domains. */
+static size_t spread_counts(const struct kc_snapshot *s, json_t *c, const struct kc_spod *p, struct domcount *dc,
+                            size_t max)
+{
+    const char *key = jstr(c, "topologyKey");
+    size_t nd = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct kc_snode *n = &s->nodes[i];
+        const char *dom = key ? jstr(n->labels, key) : NULL;
+        if (!dom || !spread_node_eligible(c, p, n))
+            continue;
+        size_t d;
+        for (d = 0; d < nd; d++)
+            if (!strcmp(dc[d].dom, dom))
+                break;
+        if (d == nd) {
+            if (nd == max)
+                continue;
+            dc[nd].dom = dom;
+            dc[nd].count = 0;
+            nd++;
+        }
+        for (size_t k = 0; k < n->npods; k++)
+            if (spread_pod_matches(c, p, n->pods[k]))
+                dc[d].count++;
+    }
+    return nd;
+}
+
+#define MAX_DOMAINS 1024
+
+/* Skew the pod would cause on node n for constraint c; -1 if the node lacks the key. */
+static int64_t spread_skew(const struct kc_snapshot *s, json_t *c, const struct kc_spod *p, const struct kc_snode *n)
+{
+    static __thread struct domcount dc[MAX_DOMAINS];
+    const char *key = jstr(c, "topologyKey");
+    const char *dom = key ? jstr(n->labels, key) : NULL;
+    if (!dom)
+        return -1;
+    size_t nd = spread_counts(s, c, p, dc, MAX_DOMAINS);
+    int64_t min = INT64_MAX, mine = 0;
+    for (size_t d = 0; d < nd; d++) {
+        if (dc[d].count < min)
+            min = dc[d].count;
+        if (!strcmp(dc[d].dom, dom))
+            mine = dc[d].count;
+    }
+    if (min == INT64_MAX)
+        min = 0;
+    json_t *md = json_object_get(c, "minDomains");
+    if (json_is_integer(md) && (int64_t)nd < json_integer_value(md))
+        min = 0;
+    int64_t self = spread_pod_matches(c, p, p) ? 1 : 0;
+    return mine + self - min;
+}
+
+/* ---------- inter-pod affinity ---------- */
+
+static bool term_matches_pod(json_t *term, const char *owner_ns, const struct kc_spod *q)
+{
+    json_t *nss = json_object_get(term, "namespaces");
+    if (json_array_size(nss)) {
+        if (!in_values(nss, q->ns))
+            return false;
+    } else if (!json_object_get(term, "namespaceSelector") && strcmp(q->ns, owner_ns)) {
+        return false;
+    }
+    json_t *sel = json_object_get(term, "labelSelector");
+    return sel && labels_match_selector_json(sel, q->labels);
+}
+
+/* Any pod in n's topology domain (per term's topologyKey) that matches term. */
+static bool domain_has_match(const struct kc_snapshot *s, const struct kc_snode *n, json_t *term, const char *owner_ns,
+                             const char *skip_uid)
+{
+    const char *key = jstr(term, "topologyKey");
+    const char *dom = key ? jstr(n->labels, key) : NULL;
+    if (!dom)
+        return false;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct kc_snode *m = &s->nodes[i];
+        const char *d2 = jstr(m->labels, key);
+        if (!d2 || strcmp(d2, dom))
+            continue;
+        for (size_t k = 0; k < m->npods; k++)
+            if ((!skip_uid || strcmp(m->pods[k]->uid, skip_uid)) && term_matches_pod(term, owner_ns, m->pods[k]))
+                return true;
+    }
+    return false;
+}
+
+static json_t *affinity(const struct kc_spod *p, const char *kind, const char *mode)
+{
+    return json_object_get(json_object_get(json_object_get(json_object_get(p->json, "spec"), "affinity"), kind), mode);
+}
+
+/* ---------- filters ---------- */
+
+static void add_reason(struct kc_filter_result *r, const char *why)
+{
+    if (r->n < 4)
+        r->reasons[r->n++] = why;
+}
+
+bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                    struct kc_filter_result *r)
+{
+    memset(r, 0, sizeof *r);
+    json_t *spec = json_object_get(p->json, "spec");
+    json_t *tols = json_object_get(spec, "tolerations");
+    /* NodeUnschedulable */
+    if (n->unschedulable) {
+        json_t *t = json_pack("{s:s,s:s}", "key", "node.kubernetes.io/unschedulable", "effect", "NoSchedule");
+        bool ok = tolerates(tols, t);
+        json_decref(t);
+        if (!ok) {
+            add_reason(r, "node(s) were unschedulable");
+            return false;
+        }
+    }
+    /* NodeName */
+    const char *want = jstr(spec, "nodeName");
+    if (want && *want && strcmp(want, n->name)) {
+        add_reason(r, "node(s) didn't match the requested node name");
+        return false;
+    }
+    /* TaintToleration */
+    size_t i;
+    json_t *t;
+    json_array_foreach(n->taints, i, t)
+    {
+        const char *e = jstr(t, "effect");
+        if (!e || (strcmp(e, "NoSchedule") && strcmp(e, "NoExecute")))
+            continue;
+        if (!tolerates(tols, t)) {
+            static __thread char buf[4][320];
+            static __thread int slot;
+            char *b = buf[slot++ % 4];
+            snprintf(b, 320, "node(s) had untolerated taint {%s: %s}", jstr(t, "key") ? jstr(t, "key") : "",
+                     jstr(t, "value") ? jstr(t, "value") : "");
+            add_reason(r, b);
+            return false;
+        }
+    }
+    /* NodeAffinity */
+    if (!pod_matches_node_affinity(p, n)) {
+        add_reason(r, "node(s) didn't match Pod's node affinity/selector");
+        return false;
+    }
+    /* NodeResourcesFit */
+    if (n->used.pods + 1 > n->alloc.pods)
+        add_reason(r, "Too many pods");
+    if (p->req.cpu_m && n->used.cpu_m + p->req.cpu_m > n->alloc.cpu_m)
+        add_reason(r, "Insufficient cpu");
+    if (p->req.mem && n->used.mem + p->req.mem > n->alloc.mem)
+        add_reason(r, "Insufficient memory");
+    if (p->req.eph && n->used.eph + p->req.eph > n->alloc.eph)
+        add_reason(r, "Insufficient ephemeral-storage");
+    if (r->n)
+        return false;
+    /* PodTopologySpread (DoNotSchedule) */
+    json_t *c;
+    json_array_foreach(json_object_get(spec, "topologySpreadConstraints"), i, c)
+    {
+        const char *wu = jstr(c, "whenUnsatisfiable");
+        if (wu && strcmp(wu, "DoNotSchedule"))
+            continue;
+        int64_t skew = spread_skew(s, c, p, n);
+        if (skew < 0) {
+            add_reason(r, "node(s) didn't match pod topology spread constraints (missing required label)");
+            return false;
+        }
+        json_int_t max = json_integer_value(json_object_get(c, "maxSkew"));
+        if (skew > (max > 0 ? max : 1)) {
+            add_reason(r, "node(s) didn't match pod topology spread constraints");
+            return false;
+        }
+    }
+    /* InterPodAffinity: required anti-affinity of the incoming pod */
+    json_array_foreach(affinity(p, "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"), i, t)
+    {
+        if (domain_has_match(s, n, t, p->ns, p->uid)) {
+            add_reason(r, "node(s) didn't match pod anti-affinity rules");
+            return false;
+        }
+    }
+    /* existing pods' required anti-affinity against the incoming pod (symmetry) */
+    for (size_t k = 0; k < s->n; k++) {
+        const struct kc_snode *m = &s->nodes[k];
+        for (size_t q = 0; q < m->npods; q++) {
+            json_t *terms = affinity(m->pods[q], "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution");
+            size_t j;
+            json_t *term;
+            json_array_foreach(terms, j, term)
+            {
+                const char *key = jstr(term, "topologyKey");
+                const char *d1 = key ? jstr(m->labels, key) : NULL, *d2 = key ? jstr(n->labels, key) : NULL;
+                if (d1 && d2 && !strcmp(d1, d2) && term_matches_pod(term, m->pods[q]->ns, p)) {
+                    add_reason(r, "node(s) didn't satisfy existing pods anti-affinity rules");
+                    return false;
+                }
+            }
+        }
+    }
+    /* required pod affinity */
+    json_array_foreach(affinity(p, "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution"), i, t)
+    {
+        if (domain_has_match(s, n, t, p->ns, p->uid))
+            continue;
+        /* upstream: if no pod anywhere matches and the pod matches its own term, it may go anywhere */
+        bool any = false;
+        for (size_t k = 0; k < s->n && !any; k++)
+            for (size_t q = 0; q < s->nodes[k].npods && !any; q++)
+                any = term_matches_pod(t, p->ns, s->nodes[k].pods[q]);
+        if (!any && term_matches_pod(t, p->ns, p) && jstr(n->labels, jstr(t, "topologyKey") ?: ""))
+            continue;
+        add_reason(r, "node(s) didn't match pod affinity rules");
+        return false;
+    }
+    return true;
+}
+
+/* ---------- scores ---------- */
+
+enum { SC_FIT, SC_BALANCED, SC_IMAGE, SC_NODEAFF, SC_TAINT, SC_SPREAD, SC_PODAFF, SC_N };
+static const int weights[SC_N] = {1, 1, 1, 2, 3, 2, 2};
+
+/* Non-zero request defaults for scoring (upstream: 100m CPU, 200Mi memory). */
+static void score_req(const struct kc_spod *p, int64_t *cpu, int64_t *mem)
+{
+    *cpu = p->req.cpu_m ? p->req.cpu_m : 100;
+    *mem = p->req.mem ? p->req.mem : 200LL * 1024 * 1024;
+}
+
+static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc)
+{
+    int64_t cpu, mem;
+    score_req(p, &cpu, &mem);
+    double fc = n->alloc.cpu_m ? (double)(n->used.cpu_m + cpu) / (double)n->alloc.cpu_m : 1.0;
+    double fm = n->alloc.mem ? (double)(n->used.mem + mem) / (double)n->alloc.mem : 1.0;
+    if (fc > 1)
+        fc = 1;
+    if (fm > 1)
+        fm = 1;
+    sc[SC_FIT] = ((1 - fc) * 100 + (1 - fm) * 100) / 2;
+    double mean = (fc + fm) / 2, sd = sqrt(((fc - mean) * (fc - mean) + (fm - mean) * (fm - mean)) / 2);
+    sc[SC_BALANCED] = (1 - sd) * 100;
+    /* ImageLocality: share of the pod's images already on the node (pre-warmed nodes win) */
+    json_t *spec = json_object_get(p->json, "spec");
+    size_t i, total = 0, have = 0;
+    json_t *c;
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
+    {
+        const char *img = jstr(c, "image");
+        if (!img)
+            continue;
+        total++;
+        if (json_object_get(n->images, img))
+            have++;
+        else {
+            /* "nginx" is stored by the runtime as "docker.io/library/nginx:latest" and similar */
+            char full[512];
+            snprintf(full, sizeof full, "docker.io/library/%s%s", img, strchr(img, ':') ? "" : ":latest");
+            if (json_object_get(n->images, full))
+                have++;
+        }
+    }
+    sc[SC_IMAGE] = total ? 100.0 * (double)have / (double)total : 0;
+    /* preferred node affinity: sum of matching weights */
+    double w = 0;
+    json_t *pref;
+    json_array_foreach(affinity(p, "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+        if (node_term_matches(json_object_get(pref, "preference"), n->labels, n->name))
+            w += (double)json_integer_value(json_object_get(pref, "weight"));
+    sc[SC_NODEAFF] = w;
+    /* PreferNoSchedule taints not tolerated (fewer is better: negated, normalised later) */
+    double bad = 0;
+    json_t *t;
+    json_array_foreach(n->taints, i, t)
+    {
+        const char *e = jstr(t, "effect");
+        if (e && !strcmp(e, "PreferNoSchedule") && !tolerates(json_object_get(spec, "tolerations"), t))
+            bad++;
+    }
+    sc[SC_TAINT] = -bad;
+    /* ScheduleAnyway topology spread: lower skew is better */
+    double skew = 0;
+    json_array_foreach(json_object_get(spec, "topologySpreadConstraints"), i, c)
+    {
+        const char *wu = jstr(c, "whenUnsatisfiable");
+        if (!wu || strcmp(wu, "ScheduleAnyway"))
+            continue;
+        int64_t k = spread_skew(s, c, p, n);
+        skew += k < 0 ? 1000 : (double)k;
+    }
+    sc[SC_SPREAD] = -skew;
+    /* preferred inter-pod affinity / anti-affinity */
+    double aff = 0;
+    json_array_foreach(affinity(p, "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+        if (domain_has_match(s, n, json_object_get(pref, "podAffinityTerm"), p->ns, p->uid))
+            aff += (double)json_integer_value(json_object_get(pref, "weight"));
+    json_array_foreach(affinity(p, "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+        if (domain_has_match(s, n, json_object_get(pref, "podAffinityTerm"), p->ns, p->uid))
+            aff -= (double)json_integer_value(json_object_get(pref, "weight"));
+    sc[SC_PODAFF] = aff;
+}
+
+int64_t kc_score_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n)
+{
+    double sc[SC_N];
+    raw_scores(s, p, n, sc);
+    return (int64_t)(sc[SC_FIT] * weights[SC_FIT] + sc[SC_BALANCED] * weights[SC_BALANCED] +
+                     sc[SC_IMAGE] * weights[SC_IMAGE]);
+}
+
+/* ---------- the algorithm ---------- */
+
+struct reason_count {
+    const char *reason;
+    int n;
+};
+
+static int cmp_reason(const void *a, const void *b)
+{
+    return strcmp(((const struct reason_count *)a)->reason, ((const struct reason_count *)b)->reason);
+}
+
+static void count_reason(struct reason_count *rc, int *nrc, const char *why)
+{
+    for (int i = 0; i < *nrc; i++)
+        if (!strcmp(rc[i].reason, why)) {
+            rc[i].n++;
+            return;
+        }
+    if (*nrc < 32) {
+        rc[*nrc].reason = why;
+        rc[*nrc].n = 1;
+        (*nrc)++;
+    }
+}
+
+/* Reasons that evicting pods cannot fix (upstream: UnschedulableAndUnresolvable). */
+static bool unresolvable(const struct kc_filter_result *r)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strstr(r->reasons[i], "unschedulable") || strstr(r->reasons[i], "node affinity") ||
+            strstr(r->reasons[i], "untolerated taint") || strstr(r->reasons[i], "requested node name") ||
+            strstr(r->reasons[i], "missing required label"))
+            return true;
+    return false;
+}
+
+static int cmp_victim_prio_desc(const void *a, const void *b)
+{
+    const struct kc_spod *x = *(struct kc_spod *const *)a, *y = *(struct kc_spod *const *)b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->created < y->created ? -1 : x->created > y->created;
+}
+
+/* Victims on node n for pod p: all lower-priority pods removed, then reprieved from the highest
+ * priority down while the pod still fits. Returns the count (-1 if even removing all doesn't help). */
+static int select_victims(const struct kc_snapshot *s, const struct kc_spod *p, struct kc_snode *n,
+                          struct kc_spod **victims, int max)
+{
+    struct kc_spod *lower[512];
+    int nl = 0;
+    for (size_t i = 0; i < n->npods && nl < 512; i++)
+        if (n->pods[i]->priority < p->priority)
+            lower[nl++] = n->pods[i];
+    if (!nl)
+        return -1;
+    /* remove them all from a scratch copy of the node */
+    struct kc_snode scratch = *n;
+    scratch.pods = malloc((n->npods + 1) * sizeof *scratch.pods);
+    scratch.npods = 0;
+    scratch.used = (struct kc_res){0};
+    for (size_t i = 0; i < n->npods; i++) {
+        bool is_lower = false;
+        for (int k = 0; k < nl; k++)
+            if (lower[k] == n->pods[i])
+                is_lower = true;
+        if (!is_lower) {
+            scratch.pods[scratch.npods++] = n->pods[i];
+            scratch.used.cpu_m += n->pods[i]->req.cpu_m;
+            scratch.used.mem += n->pods[i]->req.mem;
+            scratch.used.eph += n->pods[i]->req.eph;
+            scratch.used.pods++;
+        }
+    }
+    struct kc_filter_result r;
+    struct kc_snapshot view = *s;
+    /* the scratch node replaces n in a view of the snapshot */
+    struct kc_snode *nodes = malloc(s->n * sizeof *nodes);
+    memcpy(nodes, s->nodes, s->n * sizeof *nodes);
+    size_t idx = (size_t)(n - s->nodes);
+    nodes[idx] = scratch;
+    view.nodes = nodes;
+    if (!kc_filter_node(&view, p, &nodes[idx], &r)) {
+        free(scratch.pods);
+        free(nodes);
+        return -1;
+    }
+    qsort(lower, (size_t)nl, sizeof *lower, cmp_victim_prio_desc);
+    int nv = 0;
+    for (int k = 0; k < nl; k++) {
+        /* try to keep lower[k] */
+        struct kc_snode *sn = &nodes[idx];
+        sn->pods[sn->npods++] = lower[k];
+        sn->used.cpu_m += lower[k]->req.cpu_m;
+        sn->used.mem += lower[k]->req.mem;
+        sn->used.eph += lower[k]->req.eph;
+        sn->used.pods++;
+        if (!kc_filter_node(&view, p, sn, &r)) {
+            sn->npods--;
+            sn->used.cpu_m -= lower[k]->req.cpu_m;
+            sn->used.mem -= lower[k]->req.mem;
+            sn->used.eph -= lower[k]->req.eph;
+            sn->used.pods--;
+            if (nv < max)
+                victims[nv++] = lower[k];
+        }
+    }
+    free(nodes[idx].pods);
+    free(nodes);
+    return nv;
+}
+
+void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->node = -1;
+    out->nominated = -1;
+    if (!s->n) {
+        snprintf(out->message, sizeof out->message, "no nodes available to schedule pods");
+        return;
+    }
+    struct reason_count rc[32];
+    int nrc = 0;
+    double best = -1e18;
+    int best_i = -1;
+    size_t start = rr ? (*rr)++ % s->n : 0;
+    struct kc_filter_result *fr = calloc(s->n, sizeof *fr);
+    bool *feasible = calloc(s->n, sizeof *feasible);
+    double (*raw)[SC_N] = calloc(s->n, sizeof *raw);
+    int nfeasible = 0;
+    for (size_t k = 0; k < s->n; k++) {
+        size_t i = (start + k) % s->n;
+        if (kc_filter_node(s, p, &s->nodes[i], &fr[i])) {
+            feasible[i] = true;
+            nfeasible++;
+            raw_scores(s, p, &s->nodes[i], raw[i]);
+        } else {
+            for (int j = 0; j < fr[i].n; j++)
+                count_reason(rc, &nrc, fr[i].reasons[j]);
+        }
+    }
+    if (nfeasible) {
+        /* normalise plugins whose raw scores are not already 0..100 */
+        double lo[SC_N], hi[SC_N];
+        for (int j = 0; j < SC_N; j++) {
+            lo[j] = 1e18;
+            hi[j] = -1e18;
+        }
+        for (size_t i = 0; i < s->n; i++)
+            if (feasible[i])
+                for (int j = 0; j < SC_N; j++) {
+                    if (raw[i][j] < lo[j])
+                        lo[j] = raw[i][j];
+                    if (raw[i][j] > hi[j])
+                        hi[j] = raw[i][j];
+                }
+        for (size_t k = 0; k < s->n; k++) {
+            size_t i = (start + k) % s->n;
+            if (!feasible[i])
+                continue;
+            double total = 0;
+            for (int j = 0; j < SC_N; j++) {
+                double v = raw[i][j];
+                if (j >= SC_NODEAFF) /* relative plugins */
+                    v = hi[j] > lo[j] ? (v - lo[j]) * 100.0 / (hi[j] - lo[j]) : (hi[j] == 0 && j == SC_NODEAFF ? 0 : 100);
+                total += v * weights[j];
+            }
+            if (total > best) {
+                best = total;
+                best_i = (int)i;
+            }
+        }
+        out->node = best_i;
+        free(fr);
+        free(feasible);
+        free(raw);
+        return;
+    }
+    qsort(rc, (size_t)nrc, sizeof *rc, cmp_reason);
+    int len = snprintf(out->message, sizeof out->message, "0/%zu nodes are available: ", s->n);
+    for (int i = 0; i < nrc && len < (int)sizeof out->message; i++)
+        len += snprintf(out->message + len, sizeof out->message - (size_t)len, "%s%d %s", i ? ", " : "", rc[i].n,
+                        rc[i].reason);
+    if (len < (int)sizeof out->message)
+        len += snprintf(out->message + len, sizeof out->message - (size_t)len, ".");
+    /* preemption */
+    if (p->preempt_never) {
+        if (len < (int)sizeof out->message)
+            snprintf(out->message + len, sizeof out->message - (size_t)len,
+                     " preemption: not eligible due to preemptionPolicy=Never.");
+        free(fr);
+        free(feasible);
+        free(raw);
+        return;
+    }
+    int best_node = -1, best_nv = 0;
+    int32_t best_maxprio = 0;
+    int64_t best_sum = 0;
+    struct kc_spod *vbuf[64];
+    int unhelpful = 0, novictims = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (unresolvable(&fr[i])) {
+            unhelpful++;
+            continue;
+        }
+        int nv = select_victims(s, p, (struct kc_snode *)&s->nodes[i], vbuf, 64);
+        if (nv < 0) {
+            novictims++;
+            continue;
+        }
+        int32_t maxprio = INT32_MIN;
+        int64_t sum = 0;
+        for (int k = 0; k < nv; k++) {
+            if (vbuf[k]->priority > maxprio)
+                maxprio = vbuf[k]->priority;
+            sum += vbuf[k]->priority;
+        }
+        bool better = best_node < 0 || maxprio < best_maxprio || (maxprio == best_maxprio && sum < best_sum) ||
+                      (maxprio == best_maxprio && sum == best_sum && nv < best_nv);
+        if (better) {
+            best_node = (int)i;
+            best_nv = nv;
+            best_maxprio = maxprio;
+            best_sum = sum;
+            memcpy(out->victims, vbuf, (size_t)nv * sizeof *vbuf);
+            out->nvictims = nv;
+        }
+    }
+    if (best_node >= 0) {
+        out->nominated = best_node;
+    } else if (len < (int)sizeof out->message) {
+        len += snprintf(out->message + len, sizeof out->message - (size_t)len, " preemption: 0/%zu nodes are available: ",
+                        s->n);
+        int first = 1;
+        if (novictims && len < (int)sizeof out->message) {
+            len += snprintf(out->message + len, sizeof out->message - (size_t)len,
+                            "%d No preemption victims found for incoming pod", novictims);
+            first = 0;
+        }
+        if (unhelpful && len < (int)sizeof out->message)
+            len += snprintf(out->message + len, sizeof out->message - (size_t)len,
+                            "%s%d Preemption is not helpful for scheduling", first ? "" : ", ", unhelpful);
+        if (len < (int)sizeof out->message)
+            snprintf(out->message + len, sizeof out->message - (size_t)len, ".");
+    }
+    free(fr);
+    free(feasible);
+    free(raw);
+}

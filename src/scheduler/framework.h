@@ -1,0 +1,105 @@
+/* framework.h — the scheduling algorithm as pure functions over a snapshot:
+ * filters, scores, and preemption victim selection. No I/O, no threads:
+ * scheduler.c feeds it from informers and binds the result.
+ *
+ * The snapshot holds one struct kc_snode per node with what the plugins
+ * need pre-computed (allocatable and requested resources, labels, taints,
+ * the pods placed there — including "assumed" pods not yet bound — and
+ * image names). Pods are parsed once into struct kc_spod.
+ *
+ * Plugins follow upstream's default profile: NodeUnschedulable, NodeName,
+ * TaintToleration, NodeAffinity (nodeSelector + required/preferred
+ * affinity), NodeResourcesFit (LeastAllocated) + NodeResourcesBalancedAllocation,
+ * PodTopologySpread (DoNotSchedule filter, ScheduleAnyway score),
+ * InterPodAffinity (required anti-affinity filter, preferred affinity score),
+ * ImageLocality; DefaultPreemption as the post-filter.
+ */
+#ifndef KC_SCHEDULER_FRAMEWORK_H
+#define KC_SCHEDULER_FRAMEWORK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct kc_res {
+    int64_t cpu_m;      /* millicores */
+    int64_t mem;        /* bytes */
+    int64_t eph;        /* ephemeral-storage bytes */
+    int64_t pods;
+};
+
+/* A pod as the scheduler sees it. Owns `json` (a reference). */
+struct kc_spod {
+    json_t *json;
+    const char *ns, *name, *uid, *node; /* point into json */
+    int32_t priority;
+    bool preempt_never;
+    double created;                     /* creationTimestamp, seconds since epoch */
+    struct kc_res req;                  /* requests (init containers: max, as upstream) */
+    json_t *labels;                     /* borrowed from json */
+};
+
+struct kc_snode {
+    char *name;
+    json_t *json;                       /* the Node (reference) */
+    json_t *labels;                     /* borrowed */
+    json_t *taints;                     /* borrowed, may be NULL */
+    bool unschedulable;
+    struct kc_res alloc, used;
+    struct kc_spod **pods;              /* pods on this node (references owned by the snapshot) */
+    size_t npods, cap;
+    json_t *images;                     /* set: {"nginx:1.25": size, ...} names from status.images */
+};
+
+struct kc_snapshot {
+    struct kc_snode *nodes;
+    size_t n, cap;
+};
+
+/* Parses a Pod (takes a new reference). NULL if it is not a pod. */
+struct kc_spod *kc_spod_new(json_t *pod);
+void kc_spod_free(struct kc_spod *p);
+void kc_snapshot_init(struct kc_snapshot *s);
+void kc_snapshot_release(struct kc_snapshot *s);
+/* Adds or replaces a node (new reference to node json). Returns its index. */
+size_t kc_snapshot_set_node(struct kc_snapshot *s, json_t *node);
+void kc_snapshot_remove_node(struct kc_snapshot *s, const char *name);
+struct kc_snode *kc_snapshot_node(struct kc_snapshot *s, const char *name);
+/* Places a pod on its node (p->node must be set or node given); the snapshot takes ownership of a ref. */
+void kc_snode_add_pod(struct kc_snode *n, struct kc_spod *p);
+/* Removes the pod with this uid from the node; returns true if found. */
+bool kc_snode_remove_pod(struct kc_snode *n, const char *uid);
+
+/* Resource parsing helpers (quantities → numbers). */
+void kc_res_from_list(json_t *resource_list, struct kc_res *out);
+
+/* Filter result per node: NULL = fits, else a static or snapshot-lifetime reason string as upstream
+ * words it ("Insufficient cpu", "node(s) didn't match Pod's node affinity/selector", ...). A node may fail
+ * with several reasons (resources): up to 4. */
+struct kc_filter_result {
+    const char *reasons[4];
+    int n;
+};
+
+/* Runs every filter for pod p on node n. Returns true when the pod fits. */
+bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                    struct kc_filter_result *r);
+/* Weighted score 0..(100 × sum of weights) for a feasible node. */
+int64_t kc_score_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n);
+
+/* Result of one scheduling attempt. */
+struct kc_sched_result {
+    int node;                 /* index of the chosen node, -1 if none */
+    char message[1024];       /* FailedScheduling message when node == -1 */
+    /* preemption: nominated node and victims (references into the snapshot) */
+    int nominated;
+    struct kc_spod *victims[64];
+    int nvictims;
+};
+
+/* Filters all nodes, scores the feasible ones, picks the best (ties broken by rotating start index
+ * `*rr` as upstream's sampling does). When no node fits and the pod may preempt, selects victims on the
+ * best node for preemption (fewest victims, then lowest highest-victim priority, …). */
+void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out);
+
+#endif

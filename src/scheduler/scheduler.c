@@ -1,0 +1,656 @@
+/* scheduler.c — the scheduling loop: queue, snapshot upkeep, binding, events.
+ *
+ * Threads: two informer threads (nodes, pods) update the snapshot and the
+ * queue under s->mu; one scheduling thread pops the highest-priority ready
+ * pod, runs kc_schedule on the snapshot (under s->mu), "assumes" the pod on
+ * the chosen node and hands the binding to a pool of binder threads, so the
+ * next pod is scheduled while the previous binding is still in flight.
+ *
+ * Queue (as upstream's scheduling queue): active — a binary heap ordered by
+ * priority, then by the time the pod entered the queue; backoff — pods
+ * whose last attempt failed wait 1 s doubling to 10 s; unschedulable — pods
+ * that fit nowhere wait there until a cluster event that may help (a node
+ * added or changed, a pod deleted) moves them back, or 60 s pass.
+ */
+#include "scheduler/scheduler.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/informer.h"
+#include "controller/controller.h"
+#include "scheduler/framework.h"
+#include "util/log.h"
+#include "util/map.h"
+#include "util/timeutil.h"
+
+#define BACKOFF_INITIAL_S 1.0
+#define BACKOFF_MAX_S 10.0
+#define UNSCHEDULABLE_FLUSH_S 60.0
+
+enum qstate { Q_ACTIVE = 1, Q_BACKOFF, Q_UNSCHED, Q_INFLIGHT };
+
+struct qent {
+    char *key;           /* ns/name */
+    json_t *pod;         /* latest version seen */
+    int32_t priority;
+    double added;        /* when it (re)entered the queue, for ordering */
+    double ready_at;     /* backoff end */
+    int attempts;
+    enum qstate state;
+    size_t heap_idx;
+    bool dirty;          /* updated while in flight */
+};
+
+struct bind_job {
+    struct bind_job *next;
+    char *ns, *name, *uid, *node;
+    json_t *pod;
+};
+
+struct kc_scheduler {
+    struct kc_client *c;
+    char sched_name[128];
+    struct kc_informer *nodes, *pods;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct kc_snapshot snap;
+    struct kc_map q;           /* key → struct qent* (every pending pod) */
+    struct qent **heap;
+    size_t nheap, capheap;
+    unsigned rr;
+    bool stop;
+    pthread_t thread;
+    /* binder pool */
+    pthread_mutex_t bmu;
+    pthread_cond_t bcond;
+    struct bind_job *bhead, *btail;
+    pthread_t *binders;
+    int nbinders;
+    struct kc_sched_stats st;
+};
+
+static double now_s(void) { return kc_mono_now(); }
+
+/* ---------- heap ---------- */
+
+static bool higher(const struct qent *a, const struct qent *b)
+{
+    if (a->priority != b->priority)
+        return a->priority > b->priority;
+    return a->added < b->added;
+}
+
+static void heap_swap(struct kc_scheduler *s, size_t i, size_t j)
+{
+    struct qent *t = s->heap[i];
+    s->heap[i] = s->heap[j];
+    s->heap[j] = t;
+    s->heap[i]->heap_idx = i;
+    s->heap[j]->heap_idx = j;
+}
+
+static void heap_up(struct kc_scheduler *s, size_t i)
+{
+    while (i > 0 && higher(s->heap[i], s->heap[(i - 1) / 2])) {
+        heap_swap(s, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(struct kc_scheduler *s, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < s->nheap && higher(s->heap[l], s->heap[m]))
+            m = l;
+        if (r < s->nheap && higher(s->heap[r], s->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(s, i, m);
+        i = m;
+    }
+}
+
+static void heap_push(struct kc_scheduler *s, struct qent *e)
+{
+    if (s->nheap == s->capheap) {
+        s->capheap = s->capheap ? s->capheap * 2 : 256;
+        s->heap = realloc(s->heap, s->capheap * sizeof *s->heap);
+    }
+    e->heap_idx = s->nheap;
+    s->heap[s->nheap++] = e;
+    heap_up(s, e->heap_idx);
+}
+
+static void heap_remove(struct kc_scheduler *s, struct qent *e)
+{
+    size_t i = e->heap_idx;
+    if (i >= s->nheap || s->heap[i] != e)
+        return;
+    s->nheap--;
+    if (i != s->nheap) {
+        s->heap[i] = s->heap[s->nheap];
+        s->heap[i]->heap_idx = i;
+        heap_down(s, i);
+        heap_up(s, i);
+    }
+}
+
+static void set_state(struct kc_scheduler *s, struct qent *e, enum qstate st)
+{
+    if (e->state == Q_ACTIVE)
+        heap_remove(s, e);
+    e->state = st;
+    if (st == Q_ACTIVE)
+        heap_push(s, e);
+}
+
+static void qent_free(struct qent *e)
+{
+    free(e->key);
+    json_decref(e->pod);
+    free(e);
+}
+
+/* ---------- informer handlers ---------- */
+
+static const char *jstr(json_t *o, const char *path)
+{
+    char buf[128];
+    const char *p = path;
+    json_t *cur = o;
+    while (cur && *p) {
+        size_t n = strcspn(p, ".");
+        snprintf(buf, sizeof buf, "%.*s", (int)n, p);
+        cur = json_object_get(cur, buf);
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return json_string_value(cur);
+}
+
+static bool ours(struct kc_scheduler *s, json_t *pod)
+{
+    const char *sn = jstr(pod, "spec.schedulerName");
+    return !sn || !*sn || !strcmp(sn, s->sched_name);
+}
+
+static bool terminal(json_t *pod)
+{
+    const char *ph = jstr(pod, "status.phase");
+    return ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"));
+}
+
+/* Moves every unschedulable pod back to active (a cluster event may have helped). */
+static void flush_unschedulable(struct kc_scheduler *s)
+{
+    void *v;
+    double t = now_s();
+    for (long i = kc_map_next(&s->q, 0, NULL, &v); i >= 0; i = kc_map_next(&s->q, i + 1, NULL, &v)) {
+        struct qent *e = v;
+        if (e->state == Q_UNSCHED) {
+            e->added = t;
+            set_state(s, e, e->ready_at > t ? Q_BACKOFF : Q_ACTIVE);
+        }
+    }
+    pthread_cond_signal(&s->cond);
+}
+
+static void remove_from_snapshot(struct kc_scheduler *s, json_t *pod)
+{
+    const char *node = jstr(pod, "spec.nodeName");
+    const char *uid = jstr(pod, "metadata.uid");
+    if (!node || !uid)
+        return;
+    struct kc_snode *n = kc_snapshot_node(&s->snap, node);
+    if (n)
+        kc_snode_remove_pod(n, uid);
+}
+
+static void pod_upsert(struct kc_scheduler *s, json_t *pod)
+{
+    char key[512];
+    kc_object_key(pod, key, sizeof key);
+    const char *node = jstr(pod, "spec.nodeName");
+    pthread_mutex_lock(&s->mu);
+    struct qent *e = kc_map_get(&s->q, key);
+    if (node && *node) {
+        /* bound: it lives in the snapshot (replacing an assumed copy) */
+        if (e) {
+            if (e->state == Q_INFLIGHT) {
+                e->dirty = true;
+            } else {
+                kc_map_del(&s->q, key);
+                set_state(s, e, Q_UNSCHED);
+                qent_free(e);
+            }
+        }
+        remove_from_snapshot(s, pod);
+        struct kc_snode *n = kc_snapshot_node(&s->snap, node);
+        if (n && !terminal(pod)) {
+            struct kc_spod *p = kc_spod_new(pod);
+            if (p)
+                kc_snode_add_pod(n, p);
+        } else if (terminal(pod)) {
+            flush_unschedulable(s);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!ours(s, pod) || json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp") || terminal(pod)) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        e->key = strdup(key);
+        e->pod = json_incref(pod);
+        e->priority = (int32_t)json_integer_value(json_object_get(json_object_get(pod, "spec"), "priority"));
+        e->added = now_s();
+        kc_map_put(&s->q, key, e, NULL);
+        set_state(s, e, Q_ACTIVE);
+        pthread_cond_signal(&s->cond);
+    } else {
+        json_decref(e->pod);
+        e->pod = json_incref(pod);
+        if (e->state == Q_INFLIGHT)
+            e->dirty = true;
+        else if (e->state == Q_UNSCHED)
+            set_state(s, e, Q_ACTIVE); /* the pod changed: try again */
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_pod_add(void *ctx, json_t *obj) { pod_upsert(ctx, obj); }
+static void on_pod_update(void *ctx, json_t *old, json_t *obj)
+{
+    (void)old;
+    pod_upsert(ctx, obj);
+}
+
+static void on_pod_delete(void *ctx, json_t *obj)
+{
+    struct kc_scheduler *s = ctx;
+    char key[512];
+    kc_object_key(obj, key, sizeof key);
+    pthread_mutex_lock(&s->mu);
+    struct qent *e = kc_map_get(&s->q, key);
+    if (e && e->state != Q_INFLIGHT) {
+        kc_map_del(&s->q, key);
+        set_state(s, e, Q_UNSCHED);
+        qent_free(e);
+    }
+    remove_from_snapshot(s, obj);
+    flush_unschedulable(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_node_add(void *ctx, json_t *obj)
+{
+    struct kc_scheduler *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    kc_snapshot_set_node(&s->snap, obj);
+    flush_unschedulable(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_node_update(void *ctx, json_t *old, json_t *obj)
+{
+    struct kc_scheduler *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    kc_snapshot_set_node(&s->snap, obj);
+    /* status-only heartbeats do not help pending pods; spec/labels/allocatable changes might */
+    if (!old || !json_equal(json_object_get(old, "spec"), json_object_get(obj, "spec")) ||
+        !json_equal(json_object_get(json_object_get(old, "metadata"), "labels"),
+                    json_object_get(json_object_get(obj, "metadata"), "labels")) ||
+        !json_equal(json_object_get(json_object_get(old, "status"), "allocatable"),
+                    json_object_get(json_object_get(obj, "status"), "allocatable")))
+        flush_unschedulable(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_node_delete(void *ctx, json_t *obj)
+{
+    struct kc_scheduler *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    kc_snapshot_remove_node(&s->snap, jstr(obj, "metadata.name") ? jstr(obj, "metadata.name") : "");
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---------- binding ---------- */
+
+static void requeue_failed(struct kc_scheduler *s, const char *key, bool unschedulable)
+{
+    struct qent *e = kc_map_get(&s->q, key);
+    if (!e)
+        return;
+    e->attempts++;
+    double b = BACKOFF_INITIAL_S;
+    for (int i = 1; i < e->attempts && b < BACKOFF_MAX_S; i++)
+        b *= 2;
+    if (b > BACKOFF_MAX_S)
+        b = BACKOFF_MAX_S;
+    e->ready_at = now_s() + b;
+    e->added = now_s();
+    if (e->dirty) {
+        e->dirty = false;
+        set_state(s, e, Q_BACKOFF);
+    } else {
+        set_state(s, e, unschedulable ? Q_UNSCHED : Q_BACKOFF);
+    }
+    pthread_cond_signal(&s->cond);
+}
+
+static void *binder(void *arg)
+{
+    struct kc_scheduler *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->bmu);
+        while (!s->bhead && !s->stop)
+            pthread_cond_wait(&s->bcond, &s->bmu);
+        struct bind_job *j = s->bhead;
+        if (j) {
+            s->bhead = j->next;
+            if (!s->bhead)
+                s->btail = NULL;
+        }
+        pthread_mutex_unlock(&s->bmu);
+        if (!j)
+            return NULL;
+        char path[600];
+        kc_path(path, sizeof path, "", "v1", "pods", j->ns, j->name, "binding");
+        json_t *b = json_pack("{s:s,s:s,s:{s:s,s:s,s:s},s:{s:s,s:s,s:s}}", "apiVersion", "v1", "kind", "Binding",
+                              "metadata", "name", j->name, "namespace", j->ns, "uid", j->uid, "target", "apiVersion",
+                              "v1", "kind", "Node", "name", j->node);
+        struct kc_err err = {0};
+        int rc = kc_client_create(s->c, path, b, NULL, &err);
+        json_decref(b);
+        char key[512];
+        snprintf(key, sizeof key, "%s/%s", j->ns, j->name);
+        pthread_mutex_lock(&s->mu);
+        struct qent *e = kc_map_get(&s->q, key);
+        if (rc == 0) {
+            s->st.scheduled++;
+            if (e) {
+                kc_map_del(&s->q, key);
+                qent_free(e);
+            }
+            pthread_mutex_unlock(&s->mu);
+            kc_event_emit(s->c, j->pod, "Normal", "Scheduled", "default-scheduler", "Successfully assigned %s/%s to %s",
+                          j->ns, j->name, j->node);
+        } else {
+            s->st.errors++;
+            /* forget the assumption */
+            struct kc_snode *n = kc_snapshot_node(&s->snap, j->node);
+            if (n)
+                kc_snode_remove_pod(n, j->uid);
+            if (rc == KC_ENOTFOUND || (rc == KC_ECONFLICT && strstr(err.message, "already assigned"))) {
+                if (e) {
+                    kc_map_del(&s->q, key);
+                    qent_free(e);
+                }
+            } else {
+                requeue_failed(s, key, false);
+            }
+            pthread_mutex_unlock(&s->mu);
+            if (rc != KC_ENOTFOUND)
+                kc_warn("scheduler", "binding %s to %s failed: %s", key, j->node, err.message);
+        }
+        json_decref(j->pod);
+        free(j->ns);
+        free(j->name);
+        free(j->uid);
+        free(j->node);
+        free(j);
+    }
+}
+
+static void enqueue_bind(struct kc_scheduler *s, json_t *pod, const char *node)
+{
+    struct bind_job *j = calloc(1, sizeof *j);
+    j->ns = strdup(jstr(pod, "metadata.namespace") ? jstr(pod, "metadata.namespace") : "");
+    j->name = strdup(jstr(pod, "metadata.name") ? jstr(pod, "metadata.name") : "");
+    j->uid = strdup(jstr(pod, "metadata.uid") ? jstr(pod, "metadata.uid") : "");
+    j->node = strdup(node);
+    j->pod = json_incref(pod);
+    pthread_mutex_lock(&s->bmu);
+    if (s->btail)
+        s->btail->next = j;
+    else
+        s->bhead = j;
+    s->btail = j;
+    pthread_cond_signal(&s->bcond);
+    pthread_mutex_unlock(&s->bmu);
+}
+
+/* ---------- the loop ---------- */
+
+static void mark_unschedulable(struct kc_scheduler *s, json_t *pod, const char *msg)
+{
+    char path[600];
+    kc_path(path, sizeof path, "", "v1", "pods", jstr(pod, "metadata.namespace"), jstr(pod, "metadata.name"), "status");
+    char now[32];
+    kc_time_rfc3339(time(NULL), now, sizeof now);
+    json_t *patch = json_pack("{s:{s:[{s:s,s:s,s:s,s:s,s:n,s:s}]}}", "status", "conditions", "type", "PodScheduled",
+                              "status", "False", "reason", "Unschedulable", "message", msg, "lastProbeTime",
+                              "lastTransitionTime", now);
+    struct kc_err err = {0};
+    kc_client_patch(s->c, path, "application/strategic-merge-patch+json", patch, NULL, &err);
+    json_decref(patch);
+}
+
+static void preempt(struct kc_scheduler *s, json_t *pod, const char *node, struct kc_spod **victims, int nv)
+{
+    char path[600];
+    kc_path(path, sizeof path, "", "v1", "pods", jstr(pod, "metadata.namespace"), jstr(pod, "metadata.name"), "status");
+    json_t *patch = json_pack("{s:{s:s}}", "status", "nominatedNodeName", node);
+    struct kc_err err = {0};
+    kc_client_patch(s->c, path, "application/merge-patch+json", patch, NULL, &err);
+    json_decref(patch);
+    for (int i = 0; i < nv; i++) {
+        kc_event_emit(s->c, victims[i]->json, "Normal", "Preempted", "default-scheduler",
+                      "Preempted by pod %s on node %s", jstr(pod, "metadata.uid") ?: "", node);
+        kc_path(path, sizeof path, "", "v1", "pods", victims[i]->ns, victims[i]->name, NULL);
+        kc_client_delete(s->c, path, NULL, NULL, &err);
+    }
+}
+
+static void *sched_loop(void *arg)
+{
+    struct kc_scheduler *s = arg;
+    double last_flush = now_s();
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        double t = now_s();
+        /* due backoffs become active; old unschedulable pods are retried */
+        void *v;
+        double next_due = t + 1.0;
+        bool flush = t - last_flush > UNSCHEDULABLE_FLUSH_S;
+        for (long i = kc_map_next(&s->q, 0, NULL, &v); i >= 0; i = kc_map_next(&s->q, i + 1, NULL, &v)) {
+            struct qent *e = v;
+            if (e->state == Q_BACKOFF) {
+                if (e->ready_at <= t)
+                    set_state(s, e, Q_ACTIVE);
+                else if (e->ready_at < next_due)
+                    next_due = e->ready_at;
+            } else if (flush && e->state == Q_UNSCHED) {
+                set_state(s, e, Q_ACTIVE);
+            }
+        }
+        if (flush)
+            last_flush = t;
+        if (!s->nheap) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            double wait = next_due - t;
+            if (wait < 0.01)
+                wait = 0.01;
+            dl.tv_sec += (time_t)wait;
+            dl.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cond, &s->mu, &dl);
+            continue;
+        }
+        struct qent *e = s->heap[0];
+        set_state(s, e, Q_INFLIGHT);
+        struct kc_spod *p = kc_spod_new(e->pod);
+        if (!p) {
+            kc_map_del(&s->q, e->key);
+            qent_free(e);
+            continue;
+        }
+        struct kc_sched_result r;
+        kc_schedule(&s->snap, p, &s->rr, &r);
+        if (r.node >= 0) {
+            /* assume: the pod counts on the node from now on */
+            struct kc_snode *n = &s->snap.nodes[r.node];
+            char *node = strdup(n->name);
+            json_t *assumed = json_deep_copy(e->pod);
+            json_object_set_new(json_object_get(assumed, "spec"), "nodeName", json_string(node));
+            struct kc_spod *ap = kc_spod_new(assumed);
+            kc_snode_add_pod(n, ap);
+            json_t *pod = json_incref(e->pod);
+            pthread_mutex_unlock(&s->mu);
+            enqueue_bind(s, pod, node);
+            json_decref(pod);
+            json_decref(assumed);
+            free(node);
+            kc_spod_free(p);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        s->st.unschedulable_attempts++;
+        json_t *pod = json_incref(e->pod);
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", r.message);
+        char *nominated = NULL;
+        struct kc_spod *victims[64];
+        int nv = 0;
+        if (r.nominated >= 0) {
+            s->st.preemption_attempts++;
+            nominated = strdup(s->snap.nodes[r.nominated].name);
+            nv = r.nvictims;
+            for (int i = 0; i < nv; i++) {
+                victims[i] = kc_spod_new(r.victims[i]->json);
+            }
+        }
+        requeue_failed(s, e->key, true);
+        pthread_mutex_unlock(&s->mu);
+        kc_event_emit(s->c, pod, "Warning", "FailedScheduling", "default-scheduler", "%s", msg);
+        mark_unschedulable(s, pod, msg);
+        if (nominated) {
+            preempt(s, pod, nominated, victims, nv);
+            for (int i = 0; i < nv; i++)
+                kc_spod_free(victims[i]);
+            free(nominated);
+        }
+        json_decref(pod);
+        kc_spod_free(p);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int kc_scheduler_start(struct kc_client *c, const struct kc_sched_opts *o, struct kc_scheduler **out,
+                       struct kc_err *err)
+{
+    struct kc_scheduler *s = calloc(1, sizeof *s);
+    s->c = c;
+    snprintf(s->sched_name, sizeof s->sched_name, "%s", o && o->scheduler_name ? o->scheduler_name : "default-scheduler");
+    s->nbinders = o && o->bind_workers > 0 ? o->bind_workers : 16;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->bmu, NULL);
+    pthread_cond_init(&s->bcond, NULL);
+    kc_snapshot_init(&s->snap);
+    kc_map_init(&s->q);
+    struct kc_informer_opts no = {.group = "", .version = "v1", .plural = "nodes"};
+    struct kc_informer_opts po = {.group = "", .version = "v1", .plural = "pods"};
+    if (kc_informer_new(c, &no, &s->nodes, err) || kc_informer_new(c, &po, &s->pods, err)) {
+        kc_scheduler_stop(s);
+        return err ? KC_EIO : KC_EIO;
+    }
+    struct kc_informer_handlers nh = {s, on_node_add, on_node_update, on_node_delete};
+    struct kc_informer_handlers ph = {s, on_pod_add, on_pod_update, on_pod_delete};
+    kc_informer_add_handlers(s->nodes, &nh);
+    kc_informer_add_handlers(s->pods, &ph);
+    kc_informer_start(s->nodes);
+    kc_informer_wait_synced(s->nodes, 10000);
+    kc_informer_start(s->pods);
+    kc_informer_wait_synced(s->pods, 10000);
+    s->binders = calloc((size_t)s->nbinders, sizeof *s->binders);
+    for (int i = 0; i < s->nbinders; i++)
+        pthread_create(&s->binders[i], NULL, binder, s);
+    pthread_create(&s->thread, NULL, sched_loop, s);
+    *out = s;
+    return 0;
+}
+
+void kc_scheduler_stop(struct kc_scheduler *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->bmu);
+    pthread_cond_broadcast(&s->bcond);
+    pthread_mutex_unlock(&s->bmu);
+    if (s->thread)
+        pthread_join(s->thread, NULL);
+    for (int i = 0; s->binders && i < s->nbinders; i++)
+        pthread_join(s->binders[i], NULL);
+    free(s->binders);
+    /* informers first: their handlers use the snapshot */
+    kc_informer_free(s->pods);
+    kc_informer_free(s->nodes);
+    while (s->bhead) {
+        struct bind_job *j = s->bhead;
+        s->bhead = j->next;
+        json_decref(j->pod);
+        free(j->ns);
+        free(j->name);
+        free(j->uid);
+        free(j->node);
+        free(j);
+    }
+    void *v;
+    for (long i = kc_map_next(&s->q, 0, NULL, &v); i >= 0; i = kc_map_next(&s->q, i + 1, NULL, &v))
+        qent_free(v);
+    kc_map_release(&s->q);
+    free(s->heap);
+    kc_snapshot_release(&s->snap);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+void kc_scheduler_stats(struct kc_scheduler *s, struct kc_sched_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->active = out->backoff = out->unschedulable = 0;
+    void *v;
+    for (long i = kc_map_next(&s->q, 0, NULL, &v); i >= 0; i = kc_map_next(&s->q, i + 1, NULL, &v)) {
+        struct qent *e = v;
+        if (e->state == Q_ACTIVE || e->state == Q_INFLIGHT)
+            out->active++;
+        else if (e->state == Q_BACKOFF)
+            out->backoff++;
+        else if (e->state == Q_UNSCHED)
+            out->unschedulable++;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
