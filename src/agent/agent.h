@@ -1,0 +1,38 @@
+/* agent.h — the node agent (kubelet): registers Nodes, renews their Leases, runs the pods bound to
+ * them through a runtime, and reports pod status and Events. One code path for every runtime:
+ *
+ *   struct kc_runtime_ops  — the runtime interface (runtime.h): pull image, create/start/stop/remove
+ *                            containers, container state; implemented by `sim` (sim.c: virtual nodes,
+ *                            configurable delays and failures) and later `runc` (real containers).
+ *
+ * `kubec server --sim-nodes N` runs one agent process-internally with N virtual nodes (in-process
+ * client); `kubec agent --sim-nodes N --kubeconfig FILE` does the same from another process (HTTP).
+ */
+#ifndef KC_AGENT_AGENT_H
+#define KC_AGENT_AGENT_H
+
+#include "client/client.h"
+#include "util/err.h"
+
+struct kc_agent_opts {
+    int sim_nodes;                 /* number of virtual nodes (sim runtime) */
+    const char *sim_profile;       /* fast | realistic | image-pull-fail | crashloop (default fast) */
+    const char *sim_node_template; /* YAML/JSON file: capacity, labels, taints for every sim node (may be NULL) */
+    const char *node_name_prefix;  /* sim node names: <prefix>-<i> (default "sim") */
+    int lease_renew_s;             /* default 10 */
+};
+
+struct kc_agent;
+
+int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc_agent **out, struct kc_err *err);
+void kc_agent_stop(struct kc_agent *a);
+/* `kubec agent` entry point. */
+int kc_agent_main(int argc, char **argv);
+
+/* The node lifecycle controller (runs in the controller manager): nodes whose Lease is not renewed for
+ * 40 s become Ready=Unknown with the node.kubernetes.io/unreachable taint; their pods are evicted after
+ * their toleration (300 s default), as upstream. */
+int kc_nodelifecycle_start(struct kc_client *c, void **out, struct kc_err *err);
+void kc_nodelifecycle_stop(void *ctl);
+
+#endif
