@@ -6,6 +6,7 @@ Also checks that a client which sends half a request and stalls does not block a
 thread-per-connection), that a burst of 300 concurrent connections is served, and that SIGTERM still stops
 the server promptly while such a stalled connection is open.
 """
+import http.client
 import json
 import re
 import socket
@@ -283,6 +284,50 @@ class BadInputTest(harness.ServerTestCase):
         self.assertIn("spec.replicas", s["message"])
         self.assertEqual(self.snapshot(), before)
 
+    def test_secret_data_not_base64(self):
+        secrets = "/api/v1/namespaces/%s/secrets" % NS
+        self.rejected("POST", secrets, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                                        "data": {"k": "not base64!"}}, 400, "BadRequest", "base64")
+        self.assertEqual(self.req("GET", secrets + "/s")[0], 404)
+
+    def test_malformed_yaml(self):
+        self.rejected("POST", DEPLOYS, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: [unclosed\n",
+                      400, "BadRequest", headers={"Content-Type": "application/yaml"})
+        self.rejected("POST", DEPLOYS, "apiVersion: apps/v1\n\tkind: Deployment\n", 400, "BadRequest",
+                      headers={"Content-Type": "application/yaml"})
+
+    def test_bad_query_parameters(self):
+        self.rejected("GET", DEPLOYS + "?labelSelector=app%20in%20(x", None, 400, "BadRequest")
+        self.rejected("GET", DEPLOYS + "?fieldSelector=spec.nosuchfield%3Dx", None, 400, "BadRequest",
+                      "spec.nosuchfield")
+        self.rejected("GET", DEPLOYS + "?resourceVersion=abc", None, 400, "BadRequest")
+        self.rejected("GET", DEPLOYS + "?limit=abc", None, 400, "BadRequest")
+
+    def test_bad_watch_timeout(self):
+        # must be refused at once, not start a watch that never ends
+        conn = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=self.server.ssl_context(),
+                                           timeout=5)
+        try:
+            conn.request("GET", DEPLOYS + "?watch=true&timeoutSeconds=abc",
+                         headers={"Authorization": "Bearer " + self.server.token()})
+            try:
+                r = conn.getresponse()
+                body = r.read()
+            except socket.timeout:
+                self.fail("GET ?watch=true&timeoutSeconds=abc started a watch instead of answering 400")
+        finally:
+            conn.close()
+        self.assertStatus((r.status, json.loads(body), dict(r.headers)), 400, "BadRequest")
+
+    def test_bad_propagation_policy(self):
+        # upstream validates DeleteOptions: 422 Invalid, and the object stays
+        self.rejected("DELETE", DEPLOYS + "/anchor?propagationPolicy=Sideways", None, 422, "Invalid",
+                      "propagationPolicy", 'Unsupported value: "Sideways"')
+        self.rejected("DELETE", DEPLOYS + "/anchor", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                                      "propagationPolicy": "Sideways"}, 422, "Invalid",
+                      "propagationPolicy")
+        self.assertEqual(self.anchor()["metadata"]["name"], "anchor")
+
     def test_name_in_body_differs_from_url(self):
         cur = self.anchor()
         cur["metadata"]["name"] = "someone-else"
@@ -439,6 +484,88 @@ class BadInputTest(harness.ServerTestCase):
         self.assertEqual(failures[:5], [], "%d of %d connections failed" % (len(failures), n))
         # and the server is still fine afterwards
         self.assertEqual(self.server.request("GET", "/readyz", token=False, raw=True)[0], 200)
+
+
+class ProtocolGarbageTest(harness.ServerTestCase):
+    """Broken HTTP and TLS does not take the server down; every case is followed by a normal request."""
+
+    def alive(self):
+        st, body, _ = self.server.request("GET", "/api/v1/namespaces/default")
+        self.assertEqual(st, 200, body)
+
+    def exchange(self, payload, tls=True, read=True):
+        sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        try:
+            if tls:
+                sock = self.server.ssl_context().wrap_socket(sock, server_hostname="127.0.0.1")
+            try:
+                sock.sendall(payload)
+            except (ssl.SSLError, BrokenPipeError, ConnectionResetError):
+                pass  # the server may close early on oversized input; then read what it said, if anything
+            if not read:
+                return b""
+            data = b""
+            try:
+                while len(data) < 65536:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except (socket.timeout, ConnectionResetError, ssl.SSLError):
+                pass
+            return data
+        finally:
+            sock.close()
+
+    def status_of(self, data):
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+        return int(m.group(1)) if m else None
+
+    def test_plain_bytes_on_tls_port(self):
+        self.exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", tls=False)
+        self.exchange(b"\x16\x03\x01\x00\xff" + b"\x00" * 64, tls=False)
+        self.exchange(bytes(range(256)) * 8, tls=False)
+        self.alive()
+
+    def test_broken_request_lines(self):
+        for payload in (b"\r\n\r\n", b"GARBAGE\r\n\r\n", b"GET\r\n\r\n",
+                        b"GET /api HTTP/9.9\r\nHost: x\r\n\r\n",
+                        b"GET /api HTTP/1.1\r\nNo-Colon-Header\r\n\r\n",
+                        b"POST /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+                        b"POST /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                        b"POST /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"):
+            data = self.exchange(payload)
+            st = self.status_of(data)
+            self.assertTrue(st is None or 400 <= st < 500 or st == 505, (payload, data[:200]))
+        self.alive()
+
+    def test_oversized_headers_and_url(self):
+        data = self.exchange(b"GET /api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (2 * 1024 * 1024) + b"\r\n\r\n")
+        st = self.status_of(data)
+        self.assertTrue(st is None or st in (400, 413, 414, 431), data[:200])
+        data = self.exchange(b"GET /" + b"a" * (1024 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        st = self.status_of(data)
+        self.assertTrue(st is None or st in (400, 404, 414, 431), data[:200])
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(20000))
+        data = self.exchange(b"GET /api HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        st = self.status_of(data)
+        self.assertTrue(st is None or st in (400, 413, 431), data[:200])
+        self.alive()
+
+    def test_many_half_open_tls_handshakes(self):
+        socks = []
+        try:
+            for _ in range(50):
+                s = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+                s.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then silence
+                socks.append(s)
+            started = time.time()
+            self.alive()
+            self.assertLess(time.time() - started, 5)
+        finally:
+            for s in socks:
+                s.close()
+        self.alive()
 
 
 class StopWithStalledClientTest(unittest.TestCase):
