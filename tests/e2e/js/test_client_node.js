@@ -145,6 +145,43 @@ async function main() {
   assert.equal(unchanged.metadata.resourceVersion, before.metadata.resourceVersion);
   assert.equal(unchanged.spec.replicas, 3);
 
+  // informer: lists, then watches from the list's resourceVersion; sees add, update, delete and keeps a cache
+  const seen = [];
+  const waiters = [];
+  const note = (verb) => (obj) => {
+    seen.push([verb, obj.metadata.name]);
+    waiters.splice(0).forEach((w) => w());
+  };
+  const until = (pred, what) => withTimeout(new Promise((res) => {
+    const check = () => (pred() ? res() : waiters.push(check));
+    check();
+  }), what + ' (informer events ' + JSON.stringify(seen) + ')');
+  const informer = k8s.makeInformer(kc, `/api/v1/namespaces/${ns}/configmaps`,
+    () => core.listNamespacedConfigMap({ namespace: ns }));
+  informer.on('add', note('add'));
+  informer.on('update', note('update'));
+  informer.on('delete', note('delete'));
+  let informerError = null;
+  informer.on('error', (err) => { informerError = err; });
+  await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'before' }, data: { a: '1' } } });
+  await withTimeout(informer.start(), 'informer start');
+  try {
+    await until(() => seen.some((e) => e[0] === 'add' && e[1] === 'before'), 'informer lists existing object');
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'later' }, data: { a: '1' } } });
+    await until(() => seen.some((e) => e[0] === 'add' && e[1] === 'later'), 'informer add');
+    await core.patchNamespacedConfigMap({ namespace: ns, name: 'later', body: { data: { a: '2' } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await until(() => seen.some((e) => e[0] === 'update' && e[1] === 'later'), 'informer update');
+    assert.equal(informer.get('later', ns).data.a, '2');
+    await core.deleteNamespacedConfigMap({ namespace: ns, name: 'later' });
+    await until(() => seen.some((e) => e[0] === 'delete' && e[1] === 'later'), 'informer delete');
+    assert.equal(informer.get('later', ns), undefined);
+    assert.deepEqual(informer.list(ns).map((o) => o.metadata.name), ['before']);
+    assert.equal(informerError, null, 'informer error: ' + informerError);
+  } finally {
+    await informer.stop();
+  }
+
   // delete accepts the empty body client-node sends with a JSON Content-Type
   await withTimeout(apps.deleteNamespacedDeployment({ namespace: ns, name: 'web' }), 'delete');
   // the object is gone (or terminating if a finalizer holds it)
@@ -154,7 +191,7 @@ async function main() {
   } catch (e) {
     assert.equal(e.code, 404, String(e.body || e.message));
   }
-  console.log('PASS: client-node ' + events.length + ' watch events ' + JSON.stringify(events));
+  console.log('PASS: client-node watch ' + JSON.stringify(events) + ' informer ' + JSON.stringify(seen));
 }
 
 main().then(() => {
