@@ -45,7 +45,7 @@
 #define SQ_DEFAULT_BATCH 512
 #define SQ_MAX_BATCH 8192
 #define SQ_SWEEP_ROWS 256      /* rows examined per compaction transaction */
-#define SQ_MAX_IDLE_READERS 16 /* idle read connections kept in the pool */
+#define SQ_MAX_IDLE_READERS 64 /* idle read connections kept (one per concurrent reader) */
 
 enum sq_op { SQ_CREATE, SQ_UPDATE, SQ_DELETE, SQ_COMPACT };
 
@@ -203,7 +203,7 @@ static int reader_open(struct sq_store *s, struct sq_reader **out, struct kc_err
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     int rc = open_conn(s->path, 0, &r->db, err);
     if (rc == 0)
-        rc = exec_sql(r->db, "PRAGMA query_only=1", err);
+        rc = exec_sql(r->db, "PRAGMA query_only=1; PRAGMA mmap_size=268435456", err);
     if (rc == 0)
         rc = prep(r->db, "BEGIN", &r->begin, err);
     if (rc == 0)
