@@ -1,1 +1,0 @@
-int kc_controller_placeholder(void); int kc_controller_placeholder(void){return 0;}
