@@ -161,6 +161,42 @@ class PythonClientTest(harness.ServerTestCase):
         # a malformed selector is a 400, not an empty list
         self.assertApiError(lambda: names(label_selector="env in (prod"), 400, "BadRequest")
 
+    def test_pagination_dry_run_scale(self):
+        ns = self.make_ns("py-more")
+        for i in range(5):
+            self.apps.create_namespaced_deployment(ns, deployment("p%d" % i))
+        # limit/continue: a server may return everything, but if it returns less it must hand out a continue
+        # token that yields the rest exactly once
+        names, token, pages = [], None, 0
+        while True:
+            kw = {"limit": 2}
+            if token:
+                kw["_continue"] = token
+            page = self.apps.list_namespaced_deployment(ns, **kw)
+            pages += 1
+            self.assertLessEqual(len(page.items), 5)
+            names += [d.metadata.name for d in page.items]
+            token = page.metadata._continue
+            if not token:
+                break
+            self.assertEqual(len(page.items), 2, "a page that is not the last must be full")
+            self.assertLess(pages, 10)
+        self.assertEqual(sorted(names), ["p%d" % i for i in range(5)])
+
+        # dryRun=All answers like a create but stores nothing
+        dry = self.apps.create_namespaced_deployment(ns, deployment("dry"), dry_run="All")
+        self.assertEqual(dry.metadata.name, "dry")
+        self.assertApiError(lambda: self.apps.read_namespaced_deployment("dry", ns), 404, "NotFound")
+
+        # the scale subresource
+        sc = self.apps.read_namespaced_deployment_scale("p0", ns)
+        self.assertIsInstance(sc, client.V1Scale)
+        self.assertEqual(sc.spec.replicas, 1)
+        self.apps.patch_namespaced_deployment_scale("p0", ns, {"spec": {"replicas": 4}})
+        self.assertEqual(self.apps.read_namespaced_deployment("p0", ns).spec.replicas, 4)
+        st = self.apps.read_namespaced_deployment_status("p0", ns)
+        self.assertEqual(st.metadata.name, "p0")
+
     def test_delete_foreground_in_query(self):
         ns = self.make_ns("py-delete")
         self.apps.create_namespaced_deployment(ns, deployment("gone"))
