@@ -633,6 +633,9 @@ static int apply_one(struct sq_store *s, struct sq_req *rq, kc_rev_t *rev, kc_re
     return 0;
 }
 
+/* The batch arena at off ("" while nothing was ever copied into it). */
+static const char *arena_at(struct sq_store *s, size_t off) { return s->arena ? s->arena + off : ""; }
+
 /* Copies out-values (update conflict: current value; delete: deleted value). */
 static void fill_out(struct sq_store *s, struct sq_req *rq)
 {
@@ -641,7 +644,7 @@ static void fill_out(struct sq_store *s, struct sq_req *rq)
     int want = (rq->op == SQ_UPDATE && rq->rc == KC_ECONFLICT) || (rq->op == SQ_DELETE && rq->rc == 0);
     if (!want)
         return;
-    if (kc_kv_set(rq->out, rq->key, rq->klen, s->arena + rq->val_off, rq->val_len, rq->found_create,
+    if (kc_kv_set(rq->out, rq->key, rq->klen, arena_at(s, rq->val_off), rq->val_len, rq->found_create,
                   rq->found_mod))
         rq->rc = kc_err_set(rq->err, KC_ENOMEM, 500, "InternalError",
                             "out of memory copying the result (the write itself %s)",
@@ -657,14 +660,14 @@ static void event_of(struct sq_store *s, struct sq_req *rq, struct kc_event *ev)
     ev->prev_rev = rq->op == SQ_CREATE ? 0 : rq->found_mod;
     if (rq->op == SQ_DELETE) {
         ev->type = KC_EV_DELETE;
-        ev->value = s->arena + rq->val_off;
+        ev->value = arena_at(s, rq->val_off);
         ev->value_len = rq->val_len;
     } else {
         ev->type = KC_EV_PUT;
         ev->value = rq->value;
         ev->value_len = rq->vlen;
         if (rq->op == SQ_UPDATE) {
-            ev->prev_value = s->arena + rq->val_off;
+            ev->prev_value = arena_at(s, rq->val_off);
             ev->prev_len = rq->val_len;
         }
     }
@@ -684,7 +687,7 @@ static void dispatch(struct sq_store *s, int n, kc_rev_t last)
     if (s->watches) {
         for (int i = 0; i < n; i++) {
             struct sq_req *rq = s->batch[i];
-            if (rq->op == SQ_COMPACT || rq->rc != 0 || rq->rev == 0)
+            if (rq->op == SQ_COMPACT || rq->rev == 0) /* rev: written and committed */
                 continue;
             struct kc_event ev;
             event_of(s, rq, &ev);
