@@ -147,6 +147,10 @@ class WatchTest(harness.ServerTestCase):
             self.assertEqual(e["object"]["kind"], "ConfigMap")
             self.assertEqual(e["object"]["apiVersion"], "v1")
         w.assert_quiet(self)
+        # resourceVersion=0 ("any") starts the same way
+        w0 = self.watch(base, watch="true", resourceVersion="0")
+        self.assertEqual(sorted(key(e)[:2] for e in w0.take(4)), [("ADDED", "pre-%d" % i) for i in range(4)])
+        w0.close()
         made = self.create(base, cm("live"))
         upd = self.merge(base, "live", {"data": {"v": "1"}})
         gone = self.delete(base, "live")
@@ -383,6 +387,45 @@ class ExpiredTest(harness.ServerTestCase):
         evs = w2.take(2)
         self.assertEqual([e["type"] for e in evs], ["MODIFIED", "ADDED"])
         self.assertEqual(evs[1]["object"]["metadata"]["resourceVersion"], rvs[-1])
+
+
+class RestartWatchTest(unittest.TestCase):
+    """An informer reconnects after a server restart with the last revision it saw: it must get either
+    exactly the events after it or a 410 Expired (then it relists), never a silent gap."""
+
+    def test_watch_from_revision_before_restart(self):
+        s = harness.Server().start()
+        self.addCleanup(s.cleanup)
+        base = "/api/v1/namespaces/default/configmaps"
+        history = []
+        for i in range(3):
+            st, o, _ = s.request("POST", base, cm("before-%d" % i))
+            self.assertEqual(st, 201, o)
+            history.append(("ADDED", "before-%d" % i, int(o["metadata"]["resourceVersion"])))
+        seen_rv = history[0][2]
+        self.assertEqual(s.stop(), 0)
+        s.start()
+        for i in range(2):
+            st, o, _ = s.request("POST", base, cm("after-%d" % i))
+            self.assertEqual(st, 201, o)
+            history.append(("ADDED", "after-%d" % i, int(o["metadata"]["resourceVersion"])))
+        self.assertGreater(history[3][2], history[2][2], "revisions went backwards across the restart")
+        w = Watch(s, base, {"watch": "true", "resourceVersion": str(seen_rv)})
+        self.addCleanup(w.close)
+        self.assertEqual(w.status, 200, getattr(w, "body", b""))
+        first = w.next(5)
+        self.assertIsNotNone(first, "no event at all")
+        self.assertIsNot(first, EOF_MARK, "stream ended without an event")
+        if first["type"] == "ERROR":
+            self.assertEqual((first["object"]["code"], first["object"]["reason"]), (410, "Expired"))
+            print("410 Expired after restart")
+        else:
+            got = [key(first)] + [key(e) for e in w.take(3)]
+            self.assertEqual(got, history[1:], "events after the pre-restart revision")
+            print("replayed across restart")
+            w.assert_quiet(self, 0.3)
+        w.close()
+        self.assertEqual(s.stop(), 0)
 
 
 if __name__ == "__main__":
