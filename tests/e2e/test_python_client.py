@@ -5,7 +5,6 @@ replace, label and field selectors, delete with propagationPolicy in the query, 
 timeout_seconds (the client sends watch=True with a capital T), and the DynamicClient, which discovers through
 the legacy endpoints /version, /apis and /apis/apps/v1. Each test uses its own namespace.
 """
-import copy
 import threading
 import time
 import unittest
