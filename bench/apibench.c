@@ -10,6 +10,9 @@
  * is used up. Every request's wall-clock latency (curl_easy_perform) goes
  * into the worker's own array, merged and sorted after the run.
  *
+ * With --get PATH the workers GET PATH instead (expecting 200): a baseline
+ * for the HTTPS stack itself, e.g. --get /readyz.
+ *
  * Output per run: one human line and one "RESULT k=v ..." line that
  * bench/run.sh parses. Answers other than 201 are counted by HTTP code,
  * transport failures as code 0; the first such body is shown (truncated).
@@ -50,6 +53,7 @@ struct opts {
     int nlevels;
     long count;      /* requests per run; 0 = use duration */
     double duration; /* seconds per run (also the cap in count mode) */
+    const char *get_path; /* baseline mode: GET this path instead of creating pods */
     bool insecure;
 };
 
@@ -64,6 +68,7 @@ struct run {
     double deadline;
     pthread_barrier_t start;
     atomic_bool failed_setup;
+    long want; /* the success code: 201, or 200 with --get */
     pthread_mutex_t sample_mu; /* guards first_fail */
     char first_fail[SAMPLE_BODY + 64];
 };
@@ -121,6 +126,7 @@ static void usage(FILE *f)
             "  --count N             creates per run (max %ld)\n"
             "  --duration SECONDS    run length; in --count mode the cap per run (default 60, max %.0f)\n"
             "  --prefix P            pod name prefix (default bench-<pid>); names are P-c<N>-<run>-<seq>\n"
+            "  --get PATH            baseline: GET PATH (expect 200) instead of creating pods\n"
             "  --insecure            do not verify the server certificate (then --cacert is optional)\n",
             MAX_COUNT, MAX_DURATION);
 }
@@ -165,6 +171,8 @@ static int parse_flags(int argc, char **argv, struct opts *o)
             o->cacert = v;
         else if (!strcmp(a, "--namespace"))
             o->ns = v;
+        else if (!strcmp(a, "--get"))
+            o->get_path = v;
         else if (!strcmp(a, "--prefix"))
             o->prefix = v;
         else if (!strcmp(a, "--count"))
@@ -281,7 +289,7 @@ static void record(struct worker *w, double lat, long code)
     w->codes[code]++;
     if (w->nlat < w->cap)
         w->lat[w->nlat++] = lat;
-    if (code != 201) {
+    if (code != w->run->want) {
         struct run *r = w->run;
         pthread_mutex_lock(&r->sample_mu);
         if (!r->first_fail[0])
@@ -295,9 +303,26 @@ static void create_loop(CURL *h, struct worker *w)
     struct run *r = w->run;
     const struct opts *o = r->o;
     char name[160], body[sizeof pod_fmt + 512];
+    long seq;
+    if (o->get_path) {
+        char url[1024];
+        snprintf(url, sizeof url, "%s%s", o->server, o->get_path);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        while (take_ticket(r, &seq)) {
+            w->body_len = 0;
+            double t0 = now_s();
+            CURLcode rc = curl_easy_perform(h);
+            double dt = now_s() - t0;
+            long code = 0;
+            if (rc == CURLE_OK)
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+            record(w, dt, code);
+        }
+        return;
+    }
     curl_easy_setopt(h, CURLOPT_URL, r->url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
-    long seq;
     while (take_ticket(r, &seq)) {
         snprintf(name, sizeof name, "%s-c%d-%d-%ld", o->prefix, r->conc, r->level_idx, seq);
         int len = snprintf(body, sizeof body, pod_fmt, name, o->ns);
@@ -378,26 +403,27 @@ static void report(struct run *r, struct worker *ws, double elapsed, double cpu)
         k += ws[i].nlat;
     }
     qsort(all, (size_t)total, sizeof *all, cmp_double);
-    long ok = codes[201], reqs = 0;
+    long ok = codes[r->want], reqs = 0;
     for (int c = 0; c < 600; c++)
         reqs += codes[c];
     double rate = elapsed > 0 ? (double)ok / elapsed : 0;
     char fails[512] = "";
     size_t fl = 0;
     for (int c = 0; c < 600; c++)
-        if (c != 201 && codes[c] && fl < sizeof fails - 32)
+        if (c != r->want && codes[c] && fl < sizeof fails - 32)
             fl += (size_t)snprintf(fails + fl, sizeof fails - fl, "%s%d:%ld", fl ? "," : "", c, codes[c]);
     double p50 = pct(all, total, 50) * 1e3, p90 = pct(all, total, 90) * 1e3, p99 = pct(all, total, 99) * 1e3;
     double mx = total ? all[total - 1] * 1e3 : 0;
     double cpu_us = reqs ? cpu * 1e6 / (double)reqs : 0;
-    printf("concurrency %4d: %7ld requests in %6.2f s  %8.0f creates/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms"
-           "  max %7.2f ms  non-201: %s  client CPU %.0f us/req\n",
-           r->conc, reqs, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none", cpu_us);
+    printf("concurrency %4d: %7ld requests in %6.2f s  %8.0f %s/s  p50 %7.2f ms  p90 %7.2f ms  p99 %7.2f ms"
+           "  max %7.2f ms  non-%ld: %s  client CPU %.0f us/req\n",
+           r->conc, reqs, elapsed, rate, r->o->get_path ? "GETs" : "creates", p50, p90, p99, mx, r->want,
+           fl ? fails : "none", cpu_us);
     printf("RESULT conc=%d requests=%ld created=%ld seconds=%.3f creates_per_s=%.0f p50_ms=%.2f p90_ms=%.2f "
            "p99_ms=%.2f max_ms=%.2f non201=%s client_cpu_us_per_req=%.0f\n",
            r->conc, reqs, ok, elapsed, rate, p50, p90, p99, mx, fl ? fails : "none", cpu_us);
     if (r->first_fail[0])
-        printf("  first non-201 answer: %.300s\n", r->first_fail);
+        printf("  first non-%ld answer: %.300s\n", r->want, r->first_fail);
     fflush(stdout);
     free(all);
 }
@@ -414,7 +440,8 @@ static int one_run(const struct opts *o, const char *url, struct curl_slist *hdr
     struct run *r = calloc(1, sizeof *r);
     struct worker *ws = calloc((size_t)conc, sizeof *ws);
     pthread_t *th = calloc((size_t)conc, sizeof *th);
-    *r = (struct run){.o = o, .url = url, .headers = hdrs, .conc = conc, .level_idx = idx, .budget = o->count};
+    *r = (struct run){.o = o, .url = url, .headers = hdrs, .conc = conc, .level_idx = idx, .budget = o->count,
+                      .want = o->get_path ? 200 : 201};
     r->deadline = 1e300; /* until main sets it after everyone connected */
     pthread_barrier_init(&r->start, NULL, (unsigned)conc + 1);
     pthread_mutex_init(&r->sample_mu, NULL);
@@ -479,8 +506,11 @@ int main(int argc, char **argv)
     h = curl_slist_append(h, "Accept: application/json");
     h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
     h = curl_slist_append(h, "User-Agent: kubec-apibench/0.1");
-    printf("apibench: POST %s, %zu-byte pods, %s per run\n", url, strlen(pod_fmt) + strlen(o.prefix) + 20,
-           o.count ? "fixed count" : "fixed duration");
+    if (o.get_path)
+        printf("apibench: GET %s%s, %s per run\n", o.server, o.get_path, o.count ? "fixed count" : "fixed duration");
+    else
+        printf("apibench: POST %s, %zu-byte pods, %s per run\n", url, strlen(pod_fmt) + strlen(o.prefix) + 20,
+               o.count ? "fixed count" : "fixed duration");
     int rc = 0;
     for (int i = 0; i < o.nlevels; i++)
         if (one_run(&o, url, h, o.levels[i], i))

@@ -4,7 +4,7 @@
 #
 # Steps: build kubec + bench programs (incremental); start-to-ready on fresh data dirs (CA, keys and an empty
 # store are created) and on a reused one; a fresh server on a free loopback port; apibench at concurrency 1, 16
-# and 64 (creates adding up to 10,000 pods, topped up if some failed); the server's RSS; SIGTERM and time to exit;
+# and 64 (creates adding up to 10,000 pods, topped up if some failed); a baseline of cached GETs at concurrency 64; the server's RSS; SIGTERM and time to exit;
 # a restart on the 10,000-pod store (start-to-ready and RSS with the cache filled); one summary table.
 #
 # Loopback only, bounded: each apibench run is capped at BENCH_MAX_SECONDS, every wait has a timeout, and the
@@ -138,6 +138,15 @@ for i in "${!LEVELS[@]}"; do
   say "server CPU: $srv_us us per create"
   created=$((created + ${n:-0}))
 done
+# Baseline for the HTTPS stack alone: authenticated GETs of one namespace from the watch cache.
+say "baseline: GET /api/v1/namespaces/default at concurrency 64"
+cpu0=$(cpu_s "$server_pid")
+"$APIBENCH" --server "$url" --token-file "$data/token" --cacert "$data/ca.crt" --concurrency 64 --count 20000 \
+  --duration "$MAX_SECONDS" --get /api/v1/namespaces/default 2>&1 | tee -a "$tmp/apibench.log" | tee /dev/stderr |
+  grep '^RESULT' >"$tmp/res-get" || true
+get_us=$(awk -v a="$cpu0" -v b="$(cpu_s "$server_pid")" -v n="$(field created <"$tmp/res-get")" \
+  'BEGIN {printf "%.0f", n ? (b - a) * 1e6 / n : 0}')
+res[get]="$(cat "$tmp/res-get") server_cpu_us_per_create=$get_us"
 if [ "$created" -lt "$TOTAL_PODS" ]; then
   say "topping up: $((TOTAL_PODS - created)) more pods to reach $TOTAL_PODS"
   bench 16 $((TOTAL_PODS - created)) fill | grep '^RESULT' >"$tmp/res-fill" || true
@@ -190,6 +199,11 @@ for c in "${LEVELS[@]}"; do
   printf '%-46s %-40s %s\n' "  CPU per create: server / apibench (us)" \
     "$(get "$c" server_cpu_us_per_create) / $(get "$c" client_cpu_us_per_req)" ""
 done
+printf '%-46s %-40s %s\n' "baseline GET namespace/s, concurrency 64" "$(get get creates_per_s)" ""
+printf '%-46s %-40s %s\n' "  latency p50 / p90 / p99 / max (ms)" \
+  "$(get get p50_ms) / $(get get p90_ms) / $(get get p99_ms) / $(get get max_ms)" ""
+printf '%-46s %-40s %s\n' "  CPU per GET: server / apibench (us)" \
+  "$(get get server_cpu_us_per_create) / $(get get client_cpu_us_per_req)" ""
 printf '%-46s %-40s %s\n' "start-to-ready, fresh data dir (ms)" "$cold_s" "< 100 ms: $(mark "$cold_med" 100 max)"
 printf '%-46s %-40s %s\n' "start-to-ready, reused empty data dir (ms)" "$warm_s" "< 100 ms: $(mark "$warm_med" 100 max)"
 printf '%-46s %-40s %s\n' "start-to-ready, $created pods in store (ms)" "$restart_ms" ""
