@@ -7,7 +7,8 @@
 - SIGTERM ends the server with exit code 0 within a few seconds, even with an open watch and an idle
   keep-alive connection;
 - --write-kubeconfig writes a second, working copy with mode 0600; `kubec server --help` lists every flag;
-- a request without a (valid) token gets 401 with a Status body; data survives a restart.
+- a request without a (valid) token gets 401 with a Status body; data survives a restart;
+- a second server on a data dir that is in use refuses to start and leaves the first one intact.
 """
 import http.client
 import json
@@ -104,6 +105,30 @@ class LifecycleTest(unittest.TestCase):
         second_log = s.read_log().splitlines()
         self.assertEqual(sum("Using storage backend sqlite" in l for l in second_log), 2)
         self.stop_ok(s)
+
+    def test_second_server_on_same_data_dir_refused(self):
+        # docs/store.md: the store is flock()ed; a second server must not share (and corrupt) it
+        s = self.new_server().start()
+        self.addCleanup(self.stop_ok, s)
+        st, body, _ = s.request("POST", "/api/v1/namespaces/default/configmaps",
+                                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "first"}})
+        self.assertEqual(st, 201, body)
+        token, ca = s.token(), read(os.path.join(s.data_dir, "ca.crt"))
+        try:
+            p = subprocess.run([harness.KUBEC, "server", "--data-dir", s.data_dir,
+                                "--listen", "127.0.0.1:%d" % harness.free_port()],
+                               capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired as e:   # run() has killed it
+            self.fail("a second server on a busy data dir kept running:\n%s" % (e.stdout or b"").decode(errors="replace"))
+        self.assertNotEqual(p.returncode, 0, "second server on a busy data dir started:\n" + p.stdout + p.stderr)
+        self.assertIn("in use", p.stdout + p.stderr)
+        self.assertEqual(s.token(), token)
+        self.assertEqual(read(os.path.join(s.data_dir, "ca.crt")), ca)
+        st, body, _ = s.request("POST", "/api/v1/namespaces/default/configmaps",
+                                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "second"}})
+        self.assertEqual(st, 201, body)
+        st, body, _ = s.request("GET", "/api/v1/namespaces/default/configmaps")
+        self.assertEqual(sorted(i["metadata"]["name"] for i in body["items"]), ["first", "second"])
 
     def test_serving_cert_names(self):
         s = self.new_server().start()
