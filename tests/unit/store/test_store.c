@@ -759,7 +759,11 @@ static int cmp_rev(const void *a, const void *b)
 
 static void test_concurrent_writers(void **state)
 {
-    struct kc_store *s = ((struct fx *)*state)->s;
+    /* A tiny batch cap exercises requests left queued behind a full batch. */
+    struct fx *f = *state;
+    kc_store_close(f->s);
+    struct kc_sqlite_opts o = {.compact_interval_s = -1, .max_batch = 3};
+    struct kc_store *s = f->s = open_store(f, &o);
     kc_rev_t base = create_ok(s, "/conc/counter", "0");
     pthread_t th[NT];
     static struct ctr_arg args[NT];
