@@ -510,8 +510,8 @@ static bool can_adopt(struct rsc *r, json_t *rs)
 /* ControllerRefManager.ClaimPods over the active pods of the namespace: keeps the ones this
  * ReplicaSet owns (and still selects), adopts matching orphans, releases owned non-matching
  * ones. Claimed pods (new references) go to *out. */
-static int claim_pods(struct rsc *r, json_t *rs, json_t **ns_pods, size_t n, json_t ***out, size_t *nout,
-                      struct kc_err *err)
+static int claim_pods(struct rsc *r, json_t *rs, const struct kc_label_selector *sel, json_t **ns_pods, size_t n,
+                      json_t ***out, size_t *nout, struct kc_err *err)
 {
     const char *uid = kc_obj_str(rs, "metadata.uid") ?: "";
     bool deleting = kc_obj_get(rs, "metadata.deletionTimestamp") != NULL;
@@ -522,7 +522,8 @@ static int claim_pods(struct rsc *r, json_t *rs, json_t **ns_pods, size_t n, jso
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *pod = ns_pods[i], *ref = kc_obj_controller_ref(pod);
-        bool match = selector_matches(rs, pod);
+        bool match = !kc_label_selector_empty(sel) &&
+                     kc_label_selector_matches_json(sel, kc_obj_get(pod, "metadata.labels"));
         struct kc_err e = {0};
         int x = 0;
         if (ref) {
@@ -706,7 +707,6 @@ static int sync_rs(struct rsc *r, const char *key, int *requeue_s, struct kc_err
         json_decref(rs);
         return 0; /* retrying cannot help */
     }
-    kc_label_selector_free(sel);
 
     json_t **all = NULL, **claimed = NULL;
     size_t nall = kc_informer_by_index(r->inf->pods, KC_IDX_NAMESPACE, kc_obj_str(rs, "metadata.namespace") ?: "",
@@ -717,7 +717,8 @@ static int sync_rs(struct rsc *r, const char *key, int *requeue_s, struct kc_err
         else
             json_decref(all[i]);
     }
-    int rc = claim_pods(r, rs, all, nactive, &claimed, &nclaimed, err);
+    int rc = claim_pods(r, rs, sel, all, nactive, &claimed, &nclaimed, err);
+    kc_label_selector_free(sel);
     free_objs(all, nactive);
     if (rc) {
         free_objs(claimed, nclaimed);
