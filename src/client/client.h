@@ -37,7 +37,8 @@ struct kc_client_resp {
 void kc_client_resp_release(struct kc_client_resp *r);
 
 /* Called per watch event: line is one JSON object {"type":..., "object":...}
- * (no trailing newline). Return non-zero to stop the watch. */
+ * (no trailing newline; line[len] is a NUL; the buffer is only valid during
+ * the call). Return non-zero to stop the watch. */
 typedef int (*kc_watch_line_fn)(void *ctx, const char *line, size_t len);
 
 struct kc_transport_ops {
@@ -88,8 +89,17 @@ int kc_client_patch(struct kc_client *c, const char *path, const char *ctype, js
 /* body may be NULL; e.g. {"propagationPolicy":"Background"} */
 int kc_client_delete(struct kc_client *c, const char *path, json_t *body, json_t **out, struct kc_err *err);
 
+/* Any method with an optional JSON body (ctype NULL → application/json), same mapping as above. */
+int kc_client_json(struct kc_client *c, const char *method, const char *path, const char *ctype, json_t *body,
+                   json_t **out, struct kc_err *err);
+/* Maps a non-2xx response (a Status body, or anything) to KC_E* as above and fills err. */
+int kc_client_status_error(const struct kc_client_resp *r, struct kc_err *err);
+/* Percent-encodes s for a query value (RFC 3986 unreserved kept). 0, or KC_ETOOLARGE if n is too small. */
+int kc_url_escape(const char *s, char *out, size_t n);
+
 /* Path helpers: kc_path(buf, n, "apps", "v1", "deployments", ns, name, sub) →
- * /apis/apps/v1/namespaces/NS/deployments/NAME/SUB (group "" → /api/v1/...; ns/name/sub may be NULL). */
+ * /apis/apps/v1/namespaces/NS/deployments/NAME/SUB (group "" → /api/v1/...; ns/name/sub may be NULL).
+ * Returns buf, or NULL if the path does not fit in n bytes. */
 const char *kc_path(char *buf, size_t n, const char *group, const char *version, const char *plural, const char *ns,
                     const char *name, const char *sub);
 
