@@ -10,6 +10,7 @@
  */
 #include "apiserver/internal.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,22 @@ static void validate_containers(json_t *spec, const char *path, json_t *causes)
                              s ? s : "");
                 else if (m < 0)
                     kc_cause(causes, fp, "FieldValueInvalid", "Invalid value: \"%s\": must be greater than or equal to 0", s);
+            }
+        }
+        /* a request may not exceed its limit */
+        const char *rk;
+        json_t *rv;
+        json_object_foreach(kc_jget(c, "resources.requests"), rk, rv)
+        {
+            json_t *lv = json_object_get(kc_jget(c, "resources.limits"), rk);
+            int64_t rm, lm;
+            if (!json_is_string(rv) || !json_is_string(lv) || kc_quantity_parse(json_string_value(rv), &rm) < 0 ||
+                kc_quantity_parse(json_string_value(lv), &lm) < 0)
+                continue;
+            if (rm > lm) {
+                snprintf(fp, sizeof fp, "%s[%zu].resources.requests", path, i);
+                kc_cause(causes, fp, "FieldValueInvalid", "Invalid value: \"%s\": must be less than or equal to %s limit of %s",
+                         json_string_value(rv), rk, json_string_value(lv));
             }
         }
     }
@@ -249,6 +266,51 @@ static void def_namespace(json_t *o)
 }
 
 static void def_secret(json_t *o) { set_default(o, "type", json_string("Opaque")); }
+
+/* Secret decoding as upstream: data values must be base64 (400 otherwise); stringData is write-only,
+ * merged into data (winning) and never stored. */
+static int secret_decode(json_t *o, struct kc_err *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(o, "data"), k, v)
+    {
+        const char *s = json_string_value(v);
+        if (!s)
+            return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "Secret in version \"v1\" cannot be handled as a "
+                              "Secret: data[%s]: a base64-encoded string is required", k);
+        size_t n = strlen(s);
+        bool ok = n % 4 == 0;
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = s[i];
+            bool pad = c == '=' && i >= n - 2;
+            ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || pad;
+            if (pad && i == n - 2 && s[n - 1] != '=')
+                ok = false;
+        }
+        if (!ok)
+            return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "Secret in version \"v1\" cannot be handled as a "
+                              "Secret: illegal base64 data in data[%s]", k);
+    }
+    json_t *sd = json_object_get(o, "stringData");
+    if (json_is_object(sd)) {
+        json_t *data = json_object_get(o, "data");
+        if (!json_is_object(data)) {
+            data = json_object();
+            json_object_set_new(o, "data", data);
+        }
+        json_object_foreach(sd, k, v)
+        {
+            const char *s = json_string_value(v) ? json_string_value(v) : "";
+            unsigned char *enc = malloc(4 * ((strlen(s) + 2) / 3) + 1);
+            EVP_EncodeBlock(enc, (const unsigned char *)s, (int)strlen(s));
+            json_object_set_new(data, k, json_string((char *)enc));
+            free(enc);
+        }
+    }
+    json_object_del(o, "stringData");
+    return 0;
+}
 
 static void val_secret(json_t *o, json_t *old, json_t *causes)
 {
@@ -446,6 +508,11 @@ int kc_admission_mutate(struct kc_server *srv, const struct kc_resource *res, js
 {
     if (res->defaults)
         res->defaults(obj);
+    if (!*res->group && !strcmp(res->kind, "Secret")) {
+        int rc = secret_decode(obj, err);
+        if (rc)
+            return rc;
+    }
     if (!*res->group && !strcmp(res->kind, "Pod") && !old) {
         service_account(srv, obj);
         json_t *spec = json_object_get(obj, "spec");

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/timeutil.h"
+
 #define MAX_SEG 10
 
 static int split(const char *path, char seg[MAX_SEG][256])
@@ -34,13 +36,51 @@ static int split(const char *path, char seg[MAX_SEG][256])
     return n;
 }
 
+/* Upstream's verb normalisation: LIST+watch → WATCH, PATCH with an apply body → APPLY. */
+static void fill_info(struct kc_req *req, const struct kc_resource *res, const char *ns, const char *name,
+                      const char *sub)
+{
+    struct kc_req_info *ri = &req->info;
+    const char *m = req->method;
+    bool watch = kc_query_bool(req->query, "watch");
+    if (!strcmp(m, "GET"))
+        ri->verb = watch ? "WATCH" : name ? "GET" : "LIST";
+    else if (!strcmp(m, "POST"))
+        ri->verb = "POST";
+    else if (!strcmp(m, "PUT"))
+        ri->verb = "PUT";
+    else if (!strcmp(m, "PATCH"))
+        ri->verb = req->content_type && strstr(req->content_type, "apply-patch") ? "APPLY" : "PATCH";
+    else if (!strcmp(m, "DELETE"))
+        ri->verb = name ? "DELETE" : "DELETECOLLECTION";
+    else
+        ri->verb = m;
+    ri->group = res->group;
+    ri->version = res->version;
+    ri->resource = res->plural;
+    /* label values must outlive the request's path buffers: map to static strings */
+    static const char *const subs[] = {"status", "scale", "binding", "eviction"};
+    ri->subresource = "";
+    for (size_t i = 0; sub && i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(sub, subs[i]))
+            ri->subresource = subs[i];
+    ri->scope = name ? "resource" : ns ? "namespace" : "cluster";
+    const char *d = kc_query(req->query, "dryRun");
+    ri->dry_run = d && !strcmp(d, "All");
+    ri->resource_request = true;
+}
+
 static void not_found(struct kc_resp *resp)
 {
     kc_resp_status(resp, 404, "NotFound", "the server could not find the requested resource", NULL, NULL, NULL, NULL);
 }
 
-void kc_dispatch(struct kc_req *req, struct kc_resp *resp)
+static void dispatch(struct kc_req *req, struct kc_resp *resp)
 {
+    if (!strcmp(req->path, "/metrics") && !strcmp(req->method, "GET")) {
+        kc_metrics_respond(resp);
+        return;
+    }
     if (kc_discovery(req, resp))
         return;
     char seg[MAX_SEG][256];
@@ -91,5 +131,17 @@ void kc_dispatch(struct kc_req *req, struct kc_resp *resp)
         not_found(resp);
         return;
     }
+    fill_info(req, res, ns, name, sub);
     kc_handle_resource(req, resp, res, ns, name, sub);
+}
+
+void kc_dispatch(struct kc_req *req, struct kc_resp *resp)
+{
+    double t0 = kc_mono_now();
+    memset(&req->info, 0, sizeof req->info);
+    dispatch(req, resp);
+    struct kc_req_info *ri = &req->info;
+    if (!ri->resource_request)
+        return;
+    kc_apimetrics_request(ri, resp->code, kc_mono_now() - t0);
 }

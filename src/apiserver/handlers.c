@@ -21,6 +21,7 @@
 #include "patch/patch.h"
 #include "schema/schema.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 
 int kc_decode_body(struct kc_req *req, json_t **out, struct kc_err *err);
 bool kc_ctype_is(const char *ct, const char *want);
@@ -140,8 +141,13 @@ static int check_fields(struct kc_req *req, struct kc_resp *resp, const struct k
 {
     const char *fv = kc_query(req->query, "fieldValidation");
     if (fv && strcmp(fv, "Strict") && strcmp(fv, "Warn") && strcmp(fv, "Ignore")) {
-        kc_resp_status(resp, 400, "BadRequest",
-                       "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\"", NULL, NULL, NULL, NULL);
+        char msg[512];
+        const char *opts = !strcmp(req->method, "POST") ? "CreateOptions" : !strcmp(req->method, "PUT") ? "UpdateOptions" : "PatchOptions";
+        snprintf(msg, sizeof msg,
+                 "%s.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"%.200s\": supported values: "
+                 "\"Ignore\", \"Strict\", \"Warn\"",
+                 opts, fv);
+        kc_resp_status(resp, 422, "Invalid", msg, NULL, "meta.k8s.io", opts, NULL);
         return -1;
     }
     if (!res->schema)
@@ -324,17 +330,22 @@ static int write_obj(struct kc_server *srv, const struct kc_resource *res, const
     json_decref(stored);
     if (!s)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    double t0 = kc_mono_now();
     int rc = create ? kc_store_create(srv->store, key, s, len, new_rev, err)
                     : kc_store_update(srv->store, key, s, len, expect, new_rev, NULL, err);
+    kc_apimetrics_store(create ? "create" : "update", res, kc_mono_now() - t0);
     free(s);
     if (rc == 0 && kc_cache_wait(srv->cache, *new_rev, 10000) < 0)
         kc_warn("apiserver", "cache did not reach revision %lld within 10s", (long long)*new_rev);
     return rc;
 }
 
-static int delete_key(struct kc_server *srv, const char *key, kc_rev_t expect, kc_rev_t *rev, struct kc_err *err)
+static int delete_key(struct kc_server *srv, const struct kc_resource *res, const char *key, kc_rev_t expect,
+                      kc_rev_t *rev, struct kc_err *err)
 {
+    double t0 = kc_mono_now();
     int rc = kc_store_del(srv->store, key, expect, rev, NULL, err);
+    kc_apimetrics_store("delete", res, kc_mono_now() - t0);
     if (rc == 0)
         kc_cache_wait(srv->cache, *rev, 10000);
     return rc;
@@ -637,7 +648,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         kc_rev_t rev = 0;
         int rc;
         if (deleting_without_finalizers(next)) {
-            rc = delete_key(srv, key, cur_rev, &rev, &err);
+            rc = delete_key(srv, res, key, cur_rev, &rev, &err);
         } else {
             rc = write_obj(srv, res, key, next, cur_rev, false, &rev, &err);
         }
@@ -1190,9 +1201,12 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
                                                            kc_query_bool(req->query, "orphanDependents")))
         policy = "Orphan";
     if (policy && strcmp(policy, "Foreground") && strcmp(policy, "Background") && strcmp(policy, "Orphan")) {
-        kc_resp_status(resp, 400, "BadRequest",
-                       "propagationPolicy must be one of \"Orphan\", \"Background\", \"Foreground\"", NULL, NULL,
-                       NULL, NULL);
+        char msg[512];
+        snprintf(msg, sizeof msg,
+                 "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"%.200s\": "
+                 "supported values: \"Foreground\", \"Background\", \"Orphan\"",
+                 policy);
+        kc_resp_status(resp, 422, "Invalid", msg, NULL, "meta.k8s.io", "DeleteOptions", NULL);
         json_decref(opts);
         return;
     }
@@ -1262,7 +1276,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
         }
         kc_rev_t rev = 0;
         struct kc_err err = {0};
-        int rc = delete_key(srv, key, cur_rev, &rev, &err);
+        int rc = delete_key(srv, res, key, cur_rev, &rev, &err);
         if (rc == KC_ECONFLICT) {
             json_decref(cur);
             continue;
@@ -1583,10 +1597,32 @@ static void method_not_allowed(struct kc_resp *resp)
                    NULL, NULL, NULL, NULL);
 }
 
+/* Integer query parameters must parse (upstream answers 400 otherwise). */
+static int check_int_params(struct kc_req *req, struct kc_resp *resp)
+{
+    static const char *const ints[] = {"limit", "timeoutSeconds", "gracePeriodSeconds"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        const char *v = kc_query(req->query, ints[i]);
+        if (!v)
+            continue;
+        char *end;
+        long long n = strtoll(v, &end, 10);
+        if (!*v || *end || n < 0) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "invalid %s %.200s: must be a non-negative integer", ints[i], v);
+            kc_resp_status(resp, 400, "BadRequest", msg, NULL, NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void kc_handle_resource(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns,
                         const char *name, const char *sub)
 {
     const char *m = req->method;
+    if (check_int_params(req, resp))
+        return;
     bool watch = kc_query_bool(req->query, "watch");
     if (sub) {
         if (!name) {

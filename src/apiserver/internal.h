@@ -146,8 +146,18 @@ void kc_cache_wake_all(struct kc_cache *c);
 
 struct kc_server;
 
+/* What a request addressed, filled by kc_dispatch (metrics labels, as upstream's). */
+struct kc_req_info {
+    const char *verb;        /* GET LIST WATCH POST PUT PATCH APPLY DELETE DELETECOLLECTION */
+    const char *group, *version, *resource, *subresource;
+    const char *scope;       /* resource | namespace | cluster */
+    bool dry_run;
+    bool resource_request;
+};
+
 struct kc_req {
     struct kc_server *srv;
+    struct kc_req_info info;
     const char *method;       /* GET POST PUT PATCH DELETE */
     const char *path;         /* without query */
     json_t *query;            /* {"name":"value"} (last value wins) */
@@ -243,6 +253,14 @@ void kc_table_add_row(json_t *table, const struct kc_resource *res, json_t *obj,
 int kc_nsctl_start(struct kc_server *srv);
 void kc_nsctl_stop(struct kc_server *srv);
 void kc_nsctl_kick(struct kc_server *srv);
+/* apimetrics.c */
+void kc_apimetrics_init(void);
+void kc_apimetrics_request(const struct kc_req_info *ri, int code, double seconds);
+void kc_apimetrics_longrunning(const struct kc_req_info *ri, int delta);
+void kc_apimetrics_store(const char *op, const struct kc_resource *res, double seconds);
+void kc_apimetrics_attach(struct kc_server *srv);
+void kc_apimetrics_detach(struct kc_server *srv);
+void kc_metrics_respond(struct kc_resp *resp);
 /* admission.c */
 void kc_admission_init_resources(void);
 /* json helpers (jsonutil.c) */

@@ -292,6 +292,7 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     seed(srv);
+    kc_apimetrics_attach(srv);
     kc_nsctl_start(srv);
     void *http = kc_http_start(srv, (struct sockaddr *)&ss, pki.cert_pem, pki.key_pem);
     if (!http) {
@@ -313,6 +314,7 @@ int kc_server_main(int argc, char **argv)
     kc_cache_wake_all(srv->cache); /* ends watch streams promptly */
     kc_http_stop(http);
     kc_nsctl_stop(srv);
+    kc_apimetrics_detach(srv);
     kc_cache_stop(srv->cache);
     kc_store_close(srv->store);
     kc_info("apiserver", "Stopped cleanly in %.1f ms", (kc_mono_now() - t1) * 1000.0);

@@ -37,6 +37,7 @@ struct kc_watch_stream {
     struct kc_obj **initial;
     size_t ninitial, ii;
     time_t deadline, last_bookmark;
+    struct kc_req_info info; /* for apiserver_longrunning_requests */
     struct kc_buf out;  /* formatted bytes not yet handed to the HTTP layer */
     size_t out_off;
 };
@@ -169,6 +170,9 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
     resp->code = 200;
     resp->content_type = "application/json";
     resp->stream = w;
+    w->info = req->info;
+    if (w->info.resource_request)
+        kc_apimetrics_longrunning(&w->info, 1);
     return 0;
 }
 
@@ -312,6 +316,8 @@ void kc_watch_free(struct kc_watch_stream *w)
 {
     if (!w)
         return;
+    if (w->info.resource_request)
+        kc_apimetrics_longrunning(&w->info, -1);
     kc_objs_free(w->initial, w->ninitial);
     kc_sel_free(&w->sel);
     kc_buf_release(&w->out);
