@@ -357,7 +357,7 @@ static int patch_owner(struct dsync *s, json_t *rs, bool adopt, json_t **out)
                         s->name, "uid", js(s->d, "metadata.uid"), "controller", 1, "blockOwnerDeletion", 1);
     else
         ref = json_pack("{s:s, s:s}", "$patch", "delete", "uid", js(s->d, "metadata.uid"));
-    json_t *patch = json_pack("{s:{s:[o], s:s}}", "metadata", "ownerReferences", ref, "uid", js(rs, "metadata.uid"));
+    json_t *patch = json_pack("{s:{s:[o], s:s}}", "metadata", "ownerReferences", ref, "uid", js(rs, "metadata.uid") ?: "");
     struct kc_err err = {0};
     int rc = kc_client_patch(s->dc->c,
                              kc_path(path, sizeof path, "apps", "v1", "replicasets", s->ns, js(rs, "metadata.name"), NULL),
