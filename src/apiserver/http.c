@@ -230,3 +230,45 @@ void kc_http_stop(void *d)
     if (d)
         MHD_stop_daemon(d);
 }
+
+/* The optional unauthenticated plain-HTTP listener (--metrics-listen): /metrics and health only. */
+static enum MHD_Result handle_plain(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                    const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct kc_server *srv = cls;
+    (void)version;
+    (void)upload;
+    if (!*con_cls) {
+        *con_cls = (void *)1;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    *con_cls = NULL;
+    struct kc_resp resp = {0};
+    if (strcmp(method, "GET"))
+        kc_resp_status(&resp, 405, "MethodNotAllowed", "only GET is served here", NULL, NULL, NULL, NULL);
+    else if (!strcmp(url, "/metrics"))
+        kc_metrics_respond(&resp);
+    else if (is_health(url))
+        kc_resp_raw(&resp, 200, "text/plain; charset=utf-8", strdup("ok"), 2);
+    else
+        kc_resp_status(&resp, 404, "NotFound", "only /metrics and health endpoints are served here", NULL, NULL, NULL,
+                       NULL);
+    enum MHD_Result ret = send_resp(c, srv, &resp);
+    kc_resp_release(&resp);
+    return ret;
+}
+
+void *kc_http_start_plain(struct kc_server *srv, const struct sockaddr *sa);
+void *kc_http_start_plain(struct kc_server *srv, const struct sockaddr *sa)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (sa->sa_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    return MHD_start_daemon(flags, 0, NULL, NULL, handle_plain, srv, MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                            MHD_OPTION_END);
+}

@@ -206,6 +206,7 @@ struct kc_server_opts {
     int max_mutating_inflight;
     int max_conn_per_ip;
     int idle_timeout_s;
+    char metrics_listen[128];
 };
 
 struct kc_server {

@@ -27,6 +27,7 @@
 void *kc_http_start(struct kc_server *srv, const struct sockaddr *sa, const char *cert, const char *key);
 void kc_http_quiesce(void *d);
 void kc_http_stop(void *d);
+void *kc_http_start_plain(struct kc_server *srv, const struct sockaddr *sa);
 
 static const char usage[] =
     "Usage: kubec server [flags]\n"
@@ -48,6 +49,7 @@ static const char usage[] =
     "                                 concurrent mutating requests before 429 (default 200, 0 = no limit)\n"
     "  --max-connections-per-ip N     open connections per client address (default 1024)\n"
     "  --idle-timeout SECONDS         close idle keep-alive connections after this (default 300; watches exempt)\n"
+    "  --metrics-listen ADDR:PORT     also serve /metrics (and health) over plain HTTP without authentication\n"
     "  -h, --help                     show this help\n";
 
 static volatile sig_atomic_t dummy;
@@ -153,6 +155,8 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
             o->max_conn_per_ip = atoi(v);
         else if ((v = flag_val(argc, argv, &i, "--idle-timeout")))
             o->idle_timeout_s = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--metrics-listen")))
+            snprintf(o->metrics_listen, sizeof o->metrics_listen, "%s", v);
         else {
             fprintf(stderr, "kubec server: unknown flag %s\n\n%s", argv[i], usage);
             return -1;
@@ -303,6 +307,16 @@ int kc_server_main(int argc, char **argv)
         kc_store_close(srv->store);
         return 1;
     }
+    void *plain = NULL;
+    if (srv->opts.metrics_listen[0]) {
+        struct sockaddr_storage ms;
+        char mh[256], mp[16];
+        if (resolve_listen(srv->opts.metrics_listen, &ms, mh, sizeof mh, mp, sizeof mp) ||
+            !(plain = kc_http_start_plain(srv, (struct sockaddr *)&ms)))
+            kc_error("apiserver", "cannot serve metrics on %s", srv->opts.metrics_listen);
+        else
+            kc_info("apiserver", "Serving /metrics without authentication on http://%s", srv->opts.metrics_listen);
+    }
     kc_info("apiserver", "Serving on %s; kubeconfig %s; ready in %.1f ms", srv->server_url, kcpath,
             (kc_mono_now() - t0) * 1000.0);
     int sig = 0;
@@ -313,6 +327,7 @@ int kc_server_main(int argc, char **argv)
     srv->stopping = true;
     kc_cache_wake_all(srv->cache); /* ends watch streams promptly */
     kc_http_stop(http);
+    kc_http_stop(plain);
     kc_nsctl_stop(srv);
     kc_apimetrics_detach(srv);
     kc_cache_stop(srv->cache);
