@@ -70,6 +70,8 @@ free_port() {
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# "anon A MiB, file F MiB": heap vs file pages mapped (sqlite mmap reads, libraries), both part of VmRSS
+rss_split() { awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END {printf "anon %.1f MiB, file %.1f MiB", a/1024, f/1024}' "/proc/$1/status"; }
 # CPU seconds (user+system, all threads) used so far by PID
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat"; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -112,6 +114,7 @@ for _ in $(seq 1 300); do
 done
 curl -sfk -o /dev/null "$url/readyz" || { say "server not ready in 15 s"; exit 1; }
 rss_idle=$(rss_kb "$server_pid")
+split_idle=$(rss_split "$server_pid")
 say "server pid $server_pid on $url, idle RSS $((rss_idle / 1024)) MiB"
 
 bench() { # CONC COUNT PREFIX -> apibench's output (also appended to apibench.log)
@@ -153,6 +156,7 @@ if [ "$created" -lt "$TOTAL_PODS" ]; then
   created=$((created + $(field created <"$tmp/res-fill")))
 fi
 rss_full=$(rss_kb "$server_pid")
+split_full=$(rss_split "$server_pid")
 hwm_full=$(hwm_kb "$server_pid")
 db_kb=$(du -k "$data/state.db" | cut -f1)
 say "$created pods: RSS $((rss_full / 1024)) MiB (peak $((hwm_full / 1024)) MiB), state.db $((db_kb / 1024)) MiB"
@@ -173,6 +177,7 @@ restart_ms=$(field ms <<<"$out")
 server_pid=$(field pid <<<"$out")
 sleep 0.2
 rss_restart=$(rss_kb "$server_pid")
+split_restart=$(rss_split "$server_pid")
 kill -TERM "$server_pid"
 for _ in $(seq 1 600); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.01; done
 server_pid=
@@ -208,8 +213,11 @@ printf '%-46s %-40s %s\n' "start-to-ready, fresh data dir (ms)" "$cold_s" "< 100
 printf '%-46s %-40s %s\n' "start-to-ready, reused empty data dir (ms)" "$warm_s" "< 100 ms: $(mark "$warm_med" 100 max)"
 printf '%-46s %-40s %s\n' "start-to-ready, $created pods in store (ms)" "$restart_ms" ""
 printf '%-46s %-40s %s\n' "RSS idle after start" "$(mib "$rss_idle")" ""
+printf '%-46s %-40s %s\n' "  of which" "$split_idle" ""
 printf '%-46s %-40s %s\n' "RSS with $created pods (peak)" "$(mib "$rss_full") ($(mib "$hwm_full"))" \
   "<= 100 MB: $(mark "$(awk -v k="$rss_full" 'BEGIN{print k*1024/1e6}')" 100 max)"
+printf '%-46s %-40s %s\n' "  of which" "$split_full" ""
 printf '%-46s %-40s %s\n' "RSS after restart with $created pods" "$(mib "$rss_restart")" ""
+printf '%-46s %-40s %s\n' "  of which" "$split_restart" ""
 printf '%-46s %-40s %s\n' "state.db size" "$(mib "$db_kb")" ""
 printf '%-46s %-40s %s\n' "SIGTERM to exit (ms), exit status" "$stop_ms, $stop_status" ""
