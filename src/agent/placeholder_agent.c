@@ -1,1 +1,0 @@
-int kc_agent_placeholder(void); int kc_agent_placeholder(void){return 0;}
