@@ -207,6 +207,7 @@ struct kc_server_opts {
     int max_conn_per_ip;
     int idle_timeout_s;
     char metrics_listen[128];
+    int event_ttl_s;
 };
 
 struct kc_server {

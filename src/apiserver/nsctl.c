@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/timeutil.h"
 
 static void call(struct kc_server *srv, const char *method, const char *path, const char *ctype, const char *body,
                  struct kc_resp *resp)
@@ -62,10 +63,41 @@ static void finalize(struct kc_server *srv, const char *ns)
     kc_resp_release(&resp);
 }
 
+/* --event-ttl: Events expire this long after their last occurrence (upstream keeps them in etcd with a
+ * lease of the same length). Swept once a minute. */
+static void expire_events(struct kc_server *srv)
+{
+    const struct kc_resource *ev = kc_resource_find("", "v1", "events");
+    struct kc_obj **v = NULL;
+    size_t n = 0;
+    kc_rev_t rev;
+    kc_cache_list(srv->cache, ev->storage, ev->storage_prefix, &v, &n, &rev);
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = kc_obj_parse(v[i]);
+        const char *ts = kc_jstr(o, "lastTimestamp");
+        if (!ts)
+            ts = kc_jstr(o, "eventTime");
+        if (!ts)
+            ts = kc_jstr(o, "metadata.creationTimestamp");
+        time_t t;
+        if (ts && kc_time_parse(ts, &t) == 0 && now - t > srv->opts.event_ttl_s) {
+            char path[800];
+            snprintf(path, sizeof path, "/api/v1/namespaces/%s/events/%s", v[i]->ns, v[i]->name);
+            struct kc_resp resp = {0};
+            call(srv, "DELETE", path, NULL, NULL, &resp);
+            kc_resp_release(&resp);
+        }
+        json_decref(o);
+    }
+    kc_objs_free(v, n);
+}
+
 static void *ns_thread(void *arg)
 {
     struct kc_server *srv = arg;
     const struct kc_resource *nsr = kc_resource_find("", "v1", "namespaces");
+    time_t last_sweep = time(NULL);
     pthread_mutex_lock(&srv->ns_mu);
     while (!srv->stopping) {
         struct timespec dl;
@@ -83,6 +115,10 @@ static void *ns_thread(void *arg)
             if (strstr(v[i]->json, "\"deletionTimestamp\""))
                 finalize(srv, v[i]->name);
         kc_objs_free(v, n);
+        if (srv->opts.event_ttl_s > 0 && time(NULL) - last_sweep >= 60) {
+            last_sweep = time(NULL);
+            expire_events(srv);
+        }
         pthread_mutex_lock(&srv->ns_mu);
     }
     pthread_mutex_unlock(&srv->ns_mu);

@@ -11,6 +11,7 @@
 #include "apiserver/internal.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
@@ -50,6 +51,7 @@ static const char usage[] =
     "  --max-connections-per-ip N     open connections per client address (default 1024)\n"
     "  --idle-timeout SECONDS         close idle keep-alive connections after this (default 300; watches exempt)\n"
     "  --metrics-listen ADDR:PORT     also serve /metrics (and health) over plain HTTP without authentication\n"
+    "  --event-ttl DURATION           how long Events are kept after their last occurrence (default 1h; e.g. 30m, 90s)\n"
     "  -h, --help                     show this help\n";
 
 static volatile sig_atomic_t dummy;
@@ -98,6 +100,27 @@ static const char *flag_val(int argc, char **argv, int *i, const char *name)
     return NULL;
 }
 
+/* "1h", "30m", "90s", "1h30m", or plain seconds. -1 if malformed. */
+static int parse_duration(const char *s)
+{
+    long total = 0, cur = 0;
+    bool digits = false;
+    for (const char *p = s; *p; p++) {
+        if (*p >= '0' && *p <= '9') {
+            cur = cur * 10 + (*p - '0');
+            digits = true;
+        } else if (digits && (*p == 'h' || *p == 'm' || *p == 's')) {
+            total += cur * (*p == 'h' ? 3600 : *p == 'm' ? 60 : 1);
+            cur = 0;
+            digits = false;
+        } else {
+            return -1;
+        }
+    }
+    total += cur;
+    return total > 0 && total < 100L * 365 * 86400 ? (int)total : -1;
+}
+
 static char **split_list(const char *s)
 {
     size_t cap = 4, n = 0;
@@ -125,6 +148,7 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
     o->max_mutating_inflight = 200;
     o->max_conn_per_ip = 1024;
     o->idle_timeout_s = 300;
+    o->event_ttl_s = 3600;
     size_t nsans = 0;
     *sans = calloc(65, sizeof **sans);
     for (int i = 1; i < argc; i++) {
@@ -155,7 +179,13 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
             o->max_conn_per_ip = atoi(v);
         else if ((v = flag_val(argc, argv, &i, "--idle-timeout")))
             o->idle_timeout_s = atoi(v);
-        else if ((v = flag_val(argc, argv, &i, "--metrics-listen")))
+        else if ((v = flag_val(argc, argv, &i, "--event-ttl"))) {
+            o->event_ttl_s = parse_duration(v);
+            if (o->event_ttl_s < 0) {
+                fprintf(stderr, "kubec server: --event-ttl %s: expected a duration like 1h, 30m, 90s\n", v);
+                return -1;
+            }
+        } else if ((v = flag_val(argc, argv, &i, "--metrics-listen")))
             snprintf(o->metrics_listen, sizeof o->metrics_listen, "%s", v);
         else {
             fprintf(stderr, "kubec server: unknown flag %s\n\n%s", argv[i], usage);
