@@ -8,7 +8,9 @@ asserted. The checks follow upstream kube-apiserver behaviour:
 - from resourceVersion r: exactly the events after r, in order, no duplicates;
 - label selector: DELETED when an object stops matching, ADDED when it starts;
 - timeoutSeconds ends the stream cleanly; sendInitialEvents ends its initial ADDED events with a BOOKMARK
-  annotated k8s.io/initial-events-end=true; a revision older than the watch cache holds gets ERROR 410 Expired;
+  annotated k8s.io/initial-events-end=true; a revision older than the watch cache holds gets ERROR 410 Expired
+  (--default-watch-cache-size and per resource --watch-cache-sizes); a watch from a revision seen before a
+  restart replays exactly or gets 410, never a silent gap;
 - watch=True (the Python client's spelling) streams;
 - list with limit + continue visits every object exactly once; list with resourceVersion=<current> works.
 """
@@ -426,6 +428,31 @@ class RestartWatchTest(unittest.TestCase):
             w.assert_quiet(self, 0.3)
         w.close()
         self.assertEqual(s.stop(), 0)
+
+
+class PerResourceCacheSizeTest(harness.ServerTestCase):
+    """--watch-cache-sizes sizes one resource's history; the others keep the default."""
+    server_args = ("--watch-cache-sizes", "configmaps#10")
+
+    def test_only_configmaps_expire(self):
+        first = {}
+        for kind, path in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
+            base = "/api/v1/namespaces/default/" + path
+            for i in range(30):
+                st, o, _ = self.server.request("POST", base, {"apiVersion": "v1", "kind": kind,
+                                                              "metadata": {"name": "n%d" % i}})
+                self.assertEqual(st, 201, o)
+                first.setdefault(path, o["metadata"]["resourceVersion"])
+        w = Watch(self.server, "/api/v1/namespaces/default/configmaps",
+                  {"watch": "true", "resourceVersion": first["configmaps"]})
+        self.addCleanup(w.close)
+        ev = w.next(5)
+        self.assertTrue(isinstance(ev, dict) and ev["type"] == "ERROR" and ev["object"]["code"] == 410, ev)
+        w2 = Watch(self.server, "/api/v1/namespaces/default/secrets",
+                   {"watch": "true", "resourceVersion": first["secrets"]})
+        self.addCleanup(w2.close)
+        evs = w2.take(29)
+        self.assertEqual([e["object"]["metadata"]["name"] for e in evs], ["n%d" % i for i in range(1, 30)])
 
 
 if __name__ == "__main__":
