@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "client/informer.h"
-#include "controller/controller.h"
+#include "client/events.h"
 #include "scheduler/framework.h"
 #include "util/log.h"
 #include "util/map.h"
@@ -71,6 +71,7 @@ struct kc_scheduler {
     pthread_t *binders;
     int nbinders;
     struct kc_sched_stats st;
+    struct kc_recorder *rec;
 };
 
 static double now_s(void) { return kc_mono_now(); }
@@ -383,8 +384,8 @@ static void *binder(void *arg)
                 qent_free(e);
             }
             pthread_mutex_unlock(&s->mu);
-            kc_event_emit(s->c, j->pod, "Normal", "Scheduled", "default-scheduler", "Successfully assigned %s/%s to %s",
-                          j->ns, j->name, j->node);
+            kc_recorder_event(s->rec, j->pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s", j->ns, j->name,
+                              j->node);
         } else {
             s->st.errors++;
             /* forget the assumption */
@@ -455,8 +456,8 @@ static void preempt(struct kc_scheduler *s, json_t *pod, const char *node, struc
     kc_client_patch(s->c, path, "application/merge-patch+json", patch, NULL, &err);
     json_decref(patch);
     for (int i = 0; i < nv; i++) {
-        kc_event_emit(s->c, victims[i]->json, "Normal", "Preempted", "default-scheduler",
-                      "Preempted by pod %s on node %s", jstr(pod, "metadata.uid") ?: "", node);
+        kc_recorder_event(s->rec, victims[i]->json, "Normal", "Preempted", "Preempted by pod %s on node %s",
+                          jstr(pod, "metadata.uid") ?: "", node);
         kc_path(path, sizeof path, "", "v1", "pods", victims[i]->ns, victims[i]->name, NULL);
         kc_client_delete(s->c, path, NULL, NULL, &err);
     }
@@ -546,7 +547,7 @@ static void *sched_loop(void *arg)
         }
         requeue_failed(s, e->key, true);
         pthread_mutex_unlock(&s->mu);
-        kc_event_emit(s->c, pod, "Warning", "FailedScheduling", "default-scheduler", "%s", msg);
+        kc_recorder_event(s->rec, pod, "Warning", "FailedScheduling", "%s", msg);
         mark_unschedulable(s, pod, msg);
         if (nominated) {
             preempt(s, pod, nominated, victims, nv);
@@ -575,6 +576,7 @@ int kc_scheduler_start(struct kc_client *c, const struct kc_sched_opts *o, struc
     pthread_cond_init(&s->bcond, NULL);
     kc_snapshot_init(&s->snap);
     kc_map_init(&s->q);
+    s->rec = kc_recorder_new(c, s->sched_name, NULL);
     struct kc_informer_opts no = {.group = "", .version = "v1", .plural = "nodes"};
     struct kc_informer_opts po = {.group = "", .version = "v1", .plural = "pods"};
     if (kc_informer_new(c, &no, &s->nodes, err) || kc_informer_new(c, &po, &s->pods, err)) {
@@ -632,6 +634,7 @@ void kc_scheduler_stop(struct kc_scheduler *s)
     kc_map_release(&s->q);
     free(s->heap);
     kc_snapshot_release(&s->snap);
+    kc_recorder_free(s->rec);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     free(s);
