@@ -2,7 +2,8 @@
  * (store + watch cache + dispatcher, no HTTP) built in the test process:
  * create/get/update/list/delete through kc_client, Status mapping from real
  * server errors, URL-encoded selectors in the query string, and watches
- * (events in order, callback stop, *stop noticed within ~1 s). */
+ * (events in order, callback stop, *stop noticed within ~1 s), and informers
+ * over this transport (list, watch, selectors, indexes, resync). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 
 #include "apiserver/internal.h"
 #include "client/client.h"
+#include "client/informer.h"
 #include "client/inproc.h"
 
 static struct kc_server *srv;
@@ -282,6 +284,192 @@ static void test_watch_callback_stop_and_errors(void **state)
     free(w);
 }
 
+
+/* ---------- informers ---------- */
+
+struct evlog {
+    pthread_mutex_t mu;
+    char ev[64][64]; /* "ADD name v" / "UPD name oldv->v" / "DEL name" */
+    int n;
+    int resyncs;
+};
+
+static const char *cm_v(json_t *o)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(o, "data"), "v"));
+    return v ? v : "";
+}
+
+static const char *cm_name(json_t *o)
+{
+    return json_string_value(json_object_get(json_object_get(o, "metadata"), "name"));
+}
+
+static void log_ev(struct evlog *l, const char *fmt, const char *a, const char *b, const char *c)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->n < 64)
+        snprintf(l->ev[l->n++], 64, fmt, a, b, c);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void h_add(void *ctx, json_t *o) { log_ev(ctx, "ADD %s %s%s", cm_name(o), cm_v(o), ""); }
+static void h_upd(void *ctx, json_t *old, json_t *o)
+{
+    struct evlog *l = ctx;
+    if (old == o) {
+        pthread_mutex_lock(&l->mu);
+        l->resyncs++;
+        pthread_mutex_unlock(&l->mu);
+        return;
+    }
+    log_ev(ctx, "UPD %s %s->%s", cm_name(o), cm_v(old), cm_v(o));
+}
+static void h_del(void *ctx, json_t *o) { log_ev(ctx, "DEL %s%s%s", cm_name(o), "", ""); }
+
+static int idx_app(json_t *obj, const char **vals, int max)
+{
+    const char *app = json_string_value(json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), "app"));
+    if (!app || max < 1)
+        return 0;
+    vals[0] = app;
+    return 1;
+}
+
+static int wait_events(struct evlog *l, int n)
+{
+    double t0 = now_s();
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        int have = l->n;
+        pthread_mutex_unlock(&l->mu);
+        if (have >= n || now_s() - t0 > 10)
+            return have;
+        usleep(10 * 1000);
+    }
+}
+
+static void put_cm(const char *name, const char *app, const char *v)
+{
+    struct kc_err err = {0};
+    json_t *o = cm(name, app, v);
+    int rc = kc_client_create(cli, "/api/v1/namespaces/t1/configmaps", o, NULL, &err);
+    json_decref(o);
+    assert_int_equal(rc, 0);
+}
+
+static void patch_cm(const char *name, json_t *patch)
+{
+    struct kc_err err = {0};
+    char p[256];
+    kc_path(p, sizeof p, "", "v1", "configmaps", "t1", name, NULL);
+    assert_int_equal(kc_client_patch(cli, p, "application/merge-patch+json", patch, NULL, &err), 0);
+    json_decref(patch);
+}
+
+static void test_informer_list_watch_selectors(void **state)
+{
+    (void)state;
+    struct kc_err err = {0};
+    put_cm("p1", "web", "1");
+    put_cm("q1", "db", "1");
+    static struct evlog log;
+    memset(&log, 0, sizeof log);
+    pthread_mutex_init(&log.mu, NULL);
+    struct kc_informer_opts o = {.group = "", .version = "v1", .plural = "configmaps", .ns = "t1",
+                                 .label_selector = "app in (web)"};
+    struct kc_informer *inf = NULL;
+    assert_int_equal(kc_informer_new(cli, &o, &inf, &err), 0);
+    struct kc_informer_handlers h = {.ctx = &log, .on_add = h_add, .on_update = h_upd, .on_delete = h_del};
+    kc_informer_add_handlers(inf, &h);
+    kc_informer_add_index(inf, "app", idx_app);
+    assert_false(kc_informer_synced(inf));
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    assert_true(kc_informer_synced(inf));
+    assert_int_equal(wait_events(&log, 1), 1);
+    assert_string_equal(log.ev[0], "ADD p1 1");
+    /* list items get kind/apiVersion */
+    json_t *c = kc_informer_get(inf, "t1/p1");
+    assert_non_null(c);
+    assert_string_equal(json_string_value(json_object_get(c, "kind")), "ConfigMap");
+    assert_string_equal(json_string_value(json_object_get(c, "apiVersion")), "v1");
+    json_decref(c);
+    assert_null(kc_informer_get(inf, "t1/q1")); /* filtered by the selector */
+
+    put_cm("p2", "web", "1");
+    patch_cm("p2", json_pack("{s:{s:s}}", "data", "v", "2"));
+    char p[256];
+    kc_path(p, sizeof p, "", "v1", "configmaps", "t1", "p1", NULL);
+    assert_int_equal(kc_client_delete(cli, p, NULL, NULL, &err), 0);
+    /* q1 starts matching: ADDED; then p2 stops matching: DELETED */
+    patch_cm("q1", json_pack("{s:{s:{s:s}}}", "metadata", "labels", "app", "web"));
+    patch_cm("p2", json_pack("{s:{s:{s:s}}}", "metadata", "labels", "app", "other"));
+    assert_int_equal(wait_events(&log, 6), 6);
+    usleep(200 * 1000);
+    assert_int_equal(log.n, 6);
+    const char *want[] = {"ADD p1 1", "ADD p2 1", "UPD p2 1->2", "DEL p1", "ADD q1 1", "DEL p2"};
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(log.ev[i], want[i]);
+
+    json_t **v;
+    size_t n = kc_informer_list(inf, &v);
+    assert_int_equal(n, 1);
+    assert_string_equal(cm_name(v[0]), "q1");
+    json_decref(v[0]);
+    free(v);
+    n = kc_informer_by_index(inf, "app", "web", &v);
+    assert_int_equal(n, 1);
+    json_decref(v[0]);
+    free(v);
+    n = kc_informer_by_index(inf, "app", "db", &v);
+    assert_int_equal(n, 0); /* q1's old index value is gone */
+    free(v);
+    char kb[64];
+    json_t *nsless = json_pack("{s:{s:s}}", "metadata", "name", "n1");
+    assert_string_equal(kc_object_key(nsless, kb, sizeof kb), "n1");
+    json_decref(nsless);
+
+    double t0 = now_s();
+    kc_informer_free(inf); /* stops a live watch promptly */
+    assert_true(now_s() - t0 < 3);
+    pthread_mutex_destroy(&log.mu);
+}
+
+static void test_informer_resync(void **state)
+{
+    (void)state;
+    struct kc_err err = {0};
+    put_cm("r1", "web", "1");
+    put_cm("r2", "web", "1");
+    static struct evlog log;
+    memset(&log, 0, sizeof log);
+    pthread_mutex_init(&log.mu, NULL);
+    struct kc_informer_opts o = {.version = "v1", .plural = "configmaps", .ns = "t1", .resync_s = 1};
+    struct kc_informer *inf = NULL;
+    assert_int_equal(kc_informer_new(cli, &o, &inf, &err), 0);
+    struct kc_informer_handlers h = {.ctx = &log, .on_add = h_add, .on_update = h_upd, .on_delete = h_del};
+    kc_informer_add_handlers(inf, &h);
+    assert_int_equal(kc_informer_start(inf), 0);
+    assert_int_equal(kc_informer_wait_synced(inf, 10000), 0);
+    /* an idle watch still resyncs: 2 objects, every second */
+    double t0 = now_s();
+    int r = 0;
+    while (now_s() - t0 < 10) {
+        pthread_mutex_lock(&log.mu);
+        r = log.resyncs;
+        pthread_mutex_unlock(&log.mu);
+        if (r >= 4)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_true(r >= 4);
+    assert_true(now_s() - t0 < 6);
+    assert_int_equal(log.n, 2); /* resyncs are not adds/updates of changed objects */
+    kc_informer_free(inf);
+    pthread_mutex_destroy(&log.mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +477,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_query_decoding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_events_and_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_callback_stop_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_informer_list_watch_selectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_informer_resync, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
