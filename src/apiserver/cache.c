@@ -46,6 +46,7 @@ struct kc_cache {
     struct raw_ev *head, *tail;
     kc_rev_t rev;
     bool stop, dead;
+    bool closing; /* server shutting down: watch streams end, the cache itself keeps ingesting */
 };
 
 struct kc_obj *kc_obj_ref(struct kc_obj *o)
@@ -400,17 +401,17 @@ kc_rev_t kc_cache_rev(struct kc_cache *c)
 bool kc_cache_stopping(struct kc_cache *c)
 {
     pthread_mutex_lock(&c->mu);
-    bool s = c->stop;
+    bool s = c->stop || c->closing;
     pthread_mutex_unlock(&c->mu);
     return s;
 }
 
 void kc_cache_wake_all(struct kc_cache *c)
 {
+    /* Only watch streams end here: writes still in flight keep flowing through the cache until
+     * kc_cache_stop, so their handlers are answered promptly and nothing queued is lost. */
     pthread_mutex_lock(&c->mu);
-    c->stop = true;
-    pthread_cond_broadcast(&c->cond);
-    pthread_cond_broadcast(&c->rev_cond);
+    c->closing = true;
     pthread_mutex_unlock(&c->mu);
     for (size_t j = 0; j < c->nst; j++) {
         pthread_mutex_lock(&c->st[j].mu);

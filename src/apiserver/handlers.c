@@ -1054,13 +1054,39 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
     const char *cont = kc_query(req->query, "continue");
     if (cont && *cont) {
         kc_rev_t crev;
-        if (decode_continue(cont, &crev, after, sizeof after)) {
+        if (decode_continue(cont, &crev, after, sizeof after) || strncmp(after, prefix, strlen(prefix))) {
             kc_resp_status(resp, 400, "BadRequest", "continue key is not valid: malformed token", NULL, NULL, NULL,
                            NULL);
             kc_objs_free(objs, n);
             kc_sel_free(&s);
             return;
         }
+        /* every page of one list is served at the first page's revision, from the store's history */
+        kc_objs_free(objs, n);
+        objs = NULL;
+        n = 0;
+        struct kc_kv_list l = {0};
+        struct kc_err err = {0};
+        int rc = req->srv->store->ops->list(req->srv->store, prefix, crev, after, 0, &l, &rev, NULL, &err);
+        if (rc) {
+            if (rc == KC_ECOMPACTED)
+                kc_resp_status(resp, 410, "Expired",
+                               "The provided continue parameter is too old to display a consistent list result. You "
+                               "can start a new list without the continue parameter.",
+                               NULL, NULL, NULL, NULL);
+            else
+                kc_resp_err(resp, &err);
+            kc_sel_free(&s);
+            return;
+        }
+        objs = calloc(l.n + 1, sizeof *objs);
+        for (size_t i = 0; i < l.n; i++) {
+            struct kc_obj *o = kc_obj_build(res->storage, &l.items[i]);
+            if (o)
+                objs[n++] = o;
+        }
+        kc_kv_list_release(&l);
+        rev = crev;
     }
     bool table = kc_accept_table(req->accept);
     time_t now = time(NULL);
@@ -1287,6 +1313,10 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
             json_decref(opts);
             return;
         }
+        /* the answer carries the deletion's revision, as upstream's and our DELETED watch event */
+        char rvs[32];
+        snprintf(rvs, sizeof rvs, "%lld", (long long)rev);
+        json_object_set_new(kc_jmeta(cur), "resourceVersion", json_string(rvs));
         if (deleted_out)
             *deleted_out = cur;
         else
