@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client/inproc.h"
+#include "controller/controller.h"
 #include "pki/pki.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -326,12 +328,20 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     seed(srv);
+    struct kc_client *cm_client = kc_client_inproc_new(srv, 0, 0, "kube-controller-manager/kubec");
+    struct kc_cm_opts cm_opts;
+    kc_cm_opts_default(&cm_opts);
+    struct kc_cm *cm = NULL;
+    if (!cm_client || kc_cm_start(cm_client, &cm_opts, &cm, &err))
+        kc_error("apiserver", "controller manager: %s", cm_client ? err.message : "no in-process client");
     kc_apimetrics_attach(srv);
     kc_nsctl_start(srv);
     void *http = kc_http_start(srv, (struct sockaddr *)&ss, pki.cert_pem, pki.key_pem);
     if (!http) {
         kc_error("apiserver", "cannot listen on %s (address in use?)", srv->opts.listen);
         srv->stopping = true;
+        kc_cm_stop(cm);
+        kc_client_free(cm_client);
         kc_nsctl_stop(srv);
         kc_cache_stop(srv->cache);
         kc_store_close(srv->store);
@@ -358,6 +368,8 @@ int kc_server_main(int argc, char **argv)
     kc_cache_wake_all(srv->cache); /* ends watch streams promptly */
     kc_http_stop(http);
     kc_http_stop(plain);
+    kc_cm_stop(cm);
+    kc_client_free(cm_client);
     kc_nsctl_stop(srv);
     kc_apimetrics_detach(srv);
     kc_cache_stop(srv->cache);

@@ -3,7 +3,7 @@
  *
  * Data structures: struct kc_cm holds the three shared informers (deployments, replicasets, pods;
  * all namespaces) with the indexes of controllers_int.h, and one handle per started controller
- * (same order as the table).
+ * (same order as the table), and the event recorder kc_event_emit uses for its client.
  *
  * Threads: kc_cm_start runs on the caller's thread; each informer has its own list+watch thread and
  * each controller its own workers. Start order: informers created → controllers add handlers and
@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/events.h"
 #include "controller/controllers_int.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -48,10 +49,33 @@ static const struct cm_row cm_table[] = {
 
 struct kc_cm {
     struct kc_client *c;
+    struct kc_recorder *rec; /* events of all controllers on c (async, aggregated) */
     struct kc_cm_opts opts;
     struct kc_cm_informers inf;
     void *ctl[CM_N];
 };
+
+/* kc_event_emit finds the recorder of its client here (a few managers at most per process). */
+#define MAX_RECORDERS 8
+static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    struct kc_client *c;
+    struct kc_recorder *r;
+} recorders[MAX_RECORDERS];
+
+/* r == NULL removes c's entry; otherwise takes a free slot (none free: events are written directly). */
+static void rec_register(struct kc_client *c, struct kc_recorder *r)
+{
+    pthread_mutex_lock(&rec_mu);
+    for (size_t i = 0; i < MAX_RECORDERS; i++) {
+        if (r ? recorders[i].c != NULL : recorders[i].c != c)
+            continue;
+        recorders[i].c = r ? c : NULL;
+        recorders[i].r = r;
+        break;
+    }
+    pthread_mutex_unlock(&rec_mu);
+}
 
 void kc_cm_opts_default(struct kc_cm_opts *o)
 {
@@ -120,6 +144,10 @@ void kc_cm_stop(struct kc_cm *cm)
         if (cm->ctl[i])
             cm_table[i].stop(cm->ctl[i]);
     free_informers(cm);
+    if (cm->rec) {
+        rec_register(cm->c, NULL);
+        kc_recorder_free(cm->rec);
+    }
     free(cm);
 }
 
@@ -133,6 +161,9 @@ int kc_cm_start(struct kc_client *c, const struct kc_cm_opts *o, struct kc_cm **
         cm->opts = *o;
     else
         kc_cm_opts_default(&cm->opts);
+    cm->rec = kc_recorder_new(c, COMPONENT, NULL);
+    if (cm->rec)
+        rec_register(c, cm->rec);
     int rc = new_informer(c, "apps", "deployments", cm->opts.deployment_sync_period_s, &cm->inf.deployments, err);
     if (!rc)
         rc = new_informer(c, "apps", "replicasets", 0, &cm->inf.replicasets, err);
@@ -171,6 +202,17 @@ void kc_event_emit(struct kc_client *c, json_t *obj, const char *type, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    struct kc_recorder *rec = NULL;
+    pthread_mutex_lock(&rec_mu);
+    for (size_t i = 0; i < MAX_RECORDERS && !rec; i++)
+        if (recorders[i].c == c)
+            rec = recorders[i].r;
+    if (rec) /* queued under the lock so kc_cm_stop cannot free it meanwhile */
+        kc_recorder_eventc(rec, component, obj, type, reason, "%s", msg);
+    pthread_mutex_unlock(&rec_mu);
+    if (rec)
+        return;
+    /* No manager on this client: write it now. */
     json_t *meta = json_object_get(obj, "metadata");
     const char *oname = json_string_value(json_object_get(meta, "name")) ?: "";
     const char *ns = json_string_value(json_object_get(meta, "namespace")) ?: "default";
