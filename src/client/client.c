@@ -114,6 +114,10 @@ static void rate_wait(struct kc_client *c)
 int kc_client_request(struct kc_client *c, const char *method, const char *path, const char *ctype,
                       const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err)
 {
+    memset(out, 0, sizeof *out);
+    if (!path || !*path)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "%s: empty request path (too long for its buffer?)",
+                          method);
     for (int attempt = 0;; attempt++) {
         rate_wait(c);
         memset(out, 0, sizeof *out);
@@ -131,6 +135,8 @@ int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, 
 {
     if (code)
         *code = 0;
+    if (!path || !*path)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "watch: empty request path");
     return c->ops->watch(c->impl, path, fn, ctx, stop, code, err);
 }
 
@@ -259,7 +265,9 @@ const char *kc_path(char *buf, size_t n, const char *group, const char *version,
         k += snprintf(buf + (k < (int)n ? k : (int)n), k < (int)n ? n - (size_t)k : 0, "/%s", name);
     if (sub && *sub)
         k += snprintf(buf + (k < (int)n ? k : (int)n), k < (int)n ? n - (size_t)k : 0, "/%s", sub);
-    return k < (int)n ? buf : NULL;
+    if (k >= (int)n && n)
+        buf[0] = 0; /* a truncated path could address a different object */
+    return buf;
 }
 
 int kc_url_escape(const char *s, char *out, size_t n)

@@ -99,7 +99,8 @@ int kc_url_escape(const char *s, char *out, size_t n);
 
 /* Path helpers: kc_path(buf, n, "apps", "v1", "deployments", ns, name, sub) →
  * /apis/apps/v1/namespaces/NS/deployments/NAME/SUB (group "" → /api/v1/...; ns/name/sub may be NULL).
- * Returns buf, or NULL if the path does not fit in n bytes. */
+ * Returns buf. A path that does not fit in n bytes becomes "" (never a truncated path that could name
+ * another object); requests with an empty or NULL path fail with KC_EINVAL. */
 const char *kc_path(char *buf, size_t n, const char *group, const char *version, const char *plural, const char *ns,
                     const char *name, const char *sub);
 

@@ -14,6 +14,26 @@
  * Secondary indexes: kc_informer_add_index registers a function that maps
  * an object to index values (e.g. owner uid, node name, namespace), queried
  * with kc_informer_by_index.
+ *
+ * Details controllers rely on (informer.c):
+ *  - json_t passed to a handler is borrowed for the duration of the call and
+ *    is the cached object itself: never modify it; json_incref what you keep
+ *    (or better, keep only the key and re-read the cache from the worker).
+ *  - When a handler runs, the cache already shows the change (get returns
+ *    the new object; after on_delete, get returns NULL).
+ *  - Resync calls on_update with old == obj (the same pointer): handlers
+ *    that only care about real changes can compare pointers or
+ *    resourceVersions.
+ *  - A re-list delivers, for the difference to the cache: on_add for new
+ *    keys and on_update for changed resourceVersions (in list order, i.e.
+ *    by key), then on_delete (with the last cached object) for vanished
+ *    keys. The first list delivers on_add for everything.
+ *  - List items get kind/apiVersion filled in, so every object has them.
+ *  - kc_informer_wait_synced returns 0 or -1 (timeout).
+ *  - kc_informer_free may be called from any thread except a handler; it
+ *    returns within ~1-2 s (the watch notices its stop flag within a
+ *    second on both transports).
+ *  - Index functions run under the informer's write lock: no client calls.
  */
 #ifndef KC_CLIENT_INFORMER_H
 #define KC_CLIENT_INFORMER_H

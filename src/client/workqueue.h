@@ -8,7 +8,12 @@
  *    (base_ms doubling up to max_ms; upstream 5 ms → 1000 s), kc_wq_forget
  *    resets it; kc_wq_add_after delays a key;
  *  - kc_wq_get blocks until a key is available or the queue shuts down
- *    (returns NULL).
+ *    (returns NULL). After kc_wq_shutdown every kc_wq_get returns NULL at
+ *    once (keys still queued are dropped) and adds are ignored; call
+ *    kc_wq_free only after the workers have returned;
+ *  - every key from kc_wq_get must be passed to kc_wq_done (also on error,
+ *    after kc_wq_add_rate_limited), or it is never handed out again;
+ *  - a kc_wq_add_after for a key that already waits keeps the earlier time.
  * Metrics hooks (depth, adds, queue and work durations) are kept in
  * struct kc_wq_stats for /metrics (workqueue_* families).
  */

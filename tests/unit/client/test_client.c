@@ -231,7 +231,15 @@ static void test_paths(void **state)
     assert_string_equal(kc_path(b, sizeof b, NULL, "v1", "nodes", NULL, "n1", "status"), "/api/v1/nodes/n1/status");
     assert_string_equal(kc_path(b, sizeof b, "", "v1", "configmaps", "default", NULL, NULL),
                         "/api/v1/namespaces/default/configmaps");
-    assert_null(kc_path(b, 10, "apps", "v1", "deployments", "ns1", "web", NULL));
+    assert_string_equal(kc_path(b, 10, "apps", "v1", "deployments", "ns1", "web", NULL), "");
+    struct fake f;
+    ok_fake(&f);
+    struct kc_client *c = fake_client(&f, 0, 0);
+    struct kc_err err = {0};
+    assert_int_equal(kc_client_get(c, b, NULL, &err), KC_EINVAL);
+    assert_int_equal(kc_client_get(c, NULL, NULL, &err), KC_EINVAL);
+    assert_int_equal(f.calls, 0);
+    kc_client_free(c);
     char e[64];
     assert_int_equal(kc_url_escape("app in (a,b),tier!=x", e, sizeof e), 0);
     assert_string_equal(e, "app%20in%20%28a%2Cb%29%2Ctier%21%3Dx");
