@@ -187,7 +187,7 @@ load_end=$(load)
 get() { field "$2" <<<"${res[$1]:-}"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB = %.1f MB", k/1024, k*1024/1e6}'; }
 mark() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN { if (v == "") {print "n/a"; exit}
-  ok = (dir == "min") ? v >= t : v <= t; printf "%s", ok ? "met" : sprintf("MISSED (x%.1f)", dir == "min" ? t / (v ? v : 1) : v / t) }'; }
+  ok = (dir == "min") ? v >= t : v <= t; printf "%s", ok ? "met" : sprintf("MISSED (x%.2f)", dir == "min" ? t / (v ? v : 1) : v / t) }'; }
 echo
 echo "kubec API server benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $BUILD_TYPE build of the $what"
 echo "load average: $load_start at start, $load_end at end"
