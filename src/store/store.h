@@ -169,4 +169,22 @@ struct kc_sqlite_opts {
 int kc_store_sqlite_open(const char *path, const struct kc_sqlite_opts *opts, struct kc_store **out,
                          struct kc_err *err);
 
+/* etcd backend (store_etcd.c), over etcd's v3 JSON gateway. endpoints:
+ * "http://h:p,https://h:p", "etcd://h:p,h:p" or "h:p,..." (etcd:// and bare
+ * host:port use https when cafile or certfile is set); requests fail over
+ * to the next endpoint when one cannot be reached. Revisions are etcd's
+ * (shared by every client of that etcd). See docs/store.md. NULL opts =
+ * defaults. */
+struct kc_etcd_opts {
+    const char *cafile;         /* CA bundle to verify the servers (NULL: system default) */
+    const char *certfile;       /* client certificate (TLS client auth) */
+    const char *keyfile;        /* its private key */
+    const char *prefix;         /* replaces the leading "/registry" of keys; NULL = "/registry" (keys as they are) */
+    int compaction_interval_s;  /* background compaction period; 0 = default (300 s), <0 = never */
+    int dial_timeout_ms;        /* connect timeout per endpoint; 0 = default (2000) */
+    int request_timeout_ms;     /* whole-request timeout (not watches); 0 = default (60000) */
+};
+int kc_store_etcd_open(const char *endpoints, const struct kc_etcd_opts *opts, struct kc_store **out,
+                       struct kc_err *err);
+
 #endif
