@@ -35,4 +35,16 @@ int kc_agent_main(int argc, char **argv);
 int kc_nodelifecycle_start(struct kc_client *c, void **out, struct kc_err *err);
 void kc_nodelifecycle_stop(void *ctl);
 
+/* The same with explicit settings (flags of the controller manager). */
+struct kc_nodelifecycle_opts {
+    int node_monitor_grace_period_s; /* --node-monitor-grace-period (upstream 40 s) */
+    int node_monitor_period_s;       /* --node-monitor-period (upstream 5 s) */
+    int default_toleration_s;        /* for pods without an unreachable toleration (upstream admission: 300 s) */
+};
+/* Defaults as upstream; the environment variable KUBEC_NODE_MONITOR_GRACE_PERIOD (seconds) overrides the
+ * grace period so end-to-end tests need not wait 40 s. */
+void kc_nodelifecycle_opts_default(struct kc_nodelifecycle_opts *o);
+int kc_nodelifecycle_start_opts(struct kc_client *c, const struct kc_nodelifecycle_opts *o, void **out,
+                                struct kc_err *err);
+
 #endif

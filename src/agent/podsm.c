@@ -210,7 +210,9 @@ static int begin_image(const struct kc_podsm_env *env, struct kc_pod_sm *sm, str
                        int64_t now)
 {
     struct kc_rt_image img;
-    if (!c->pull_always && env->rt->image_present(env->rt_impl, sm->node, c->image, &img)) {
+    struct kc_rt_container rc;
+    rt_ctr(sm, c, pod, &rc);
+    if (!c->pull_always && env->rt->image_present(env->rt_impl, &rc, &img)) {
         c->img = img;
         c->have_img = true;
         emit(env, pod, "Normal", "Pulled", "Container image \"%s\" already present on machine", c->image);

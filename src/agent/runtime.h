@@ -69,8 +69,8 @@ struct kc_runtime_ops {
     int (*run_sandbox)(void *rt, json_t *pod, const char *node, char *ip, size_t ipn, int *wait_ms,
                        struct kc_err *err);
     int (*remove_sandbox)(void *rt, const char *pod_uid, struct kc_err *err);
-    /* Whether the node already holds the image (for imagePullPolicy IfNotPresent). */
-    bool (*image_present)(void *rt, const char *node, const char *image, struct kc_rt_image *out);
+    /* Whether c->node already holds c->image (for imagePullPolicy IfNotPresent). */
+    bool (*image_present)(void *rt, const struct kc_rt_container *c, struct kc_rt_image *out);
     int (*pull_image)(void *rt, const struct kc_rt_container *c, struct kc_rt_image *out, int *wait_ms,
                       struct kc_err *err);
     int (*create_container)(void *rt, const struct kc_rt_container *c, char *id, size_t idn, int *wait_ms,

@@ -198,11 +198,14 @@ static int sim_remove_sandbox(void *rt, const char *pod_uid, struct kc_err *err)
     return 0;
 }
 
-static bool sim_image_present(void *rt, const char *node, const char *image, struct kc_rt_image *out)
+static bool sim_image_present(void *rt, const struct kc_rt_container *c, struct kc_rt_image *out)
 {
     struct sim *s = rt;
+    if (ann_fail_is(c->pod, "image-pull")) /* injected failure: the image never counts as present */
+        return false;
+    const char *image = c->image;
     char key[800];
-    snprintf(key, sizeof key, "%.255s|%.500s", node, image);
+    snprintf(key, sizeof key, "%.255s|%.500s", c->node, image);
     pthread_mutex_lock(&s->mu);
     bool have = kc_map_get(&s->images, key) != NULL;
     pthread_mutex_unlock(&s->mu);

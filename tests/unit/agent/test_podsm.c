@@ -380,6 +380,30 @@ static void test_image_present_on_restart(void **state)
     fx_free(f);
 }
 
+static void test_injected_pull_failure_ignores_cached_image(void **state)
+{
+    (void)state;
+    /* pod 1 puts nginx:1.25 on the node; pod 2 (same node, same image) asks for a pull failure */
+    struct fx *f = fx_new("fast", "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"uid\":\"u-a\"},\"spec\":"
+                                  "{\"containers\":[{\"name\":\"web\",\"image\":\"nginx:1.25\"}]}}");
+    run_until(f, T0);
+    json_t *pod2 = json_loads("{\"metadata\":{\"name\":\"b\",\"namespace\":\"ns\",\"uid\":\"u-b\",\"annotations\":"
+                              "{\"sim.kubec.io/fail\":\"image-pull\"}},\"spec\":{\"containers\":[{\"name\":\"web\","
+                              "\"image\":\"nginx:1.25\"}]}}",
+                              0, NULL);
+    struct kc_pod_sm sm2;
+    struct kc_err err = {0};
+    assert_int_equal(kc_podsm_init(&sm2, pod2, "sim-3", &err), 0);
+    int64_t wake = 0;
+    kc_podsm_sync(&sm2, pod2, &f->env, &wake);
+    json_t *st = kc_podsm_status(&sm2, pod2, &f->env);
+    assert_string_equal(waiting_reason(cstat(st, 0)), "ErrImagePull");
+    json_decref(st);
+    kc_podsm_release(&sm2);
+    json_decref(pod2);
+    fx_free(f);
+}
+
 static void test_unknown_profile(void **state)
 {
     (void)state;
@@ -402,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_crashloop),           cmocka_unit_test(test_graceful_delete),
         cmocka_unit_test(test_start_delay_annotation), cmocka_unit_test(test_crash_never_fails),
         cmocka_unit_test(test_init_containers_first), cmocka_unit_test(test_image_present_on_restart),
+        cmocka_unit_test(test_injected_pull_failure_ignores_cached_image),
         cmocka_unit_test(test_unknown_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

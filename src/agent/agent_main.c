@@ -1,0 +1,124 @@
+/* agent_main.c — `kubec agent`: the node agent as its own process, talking HTTP to a kubec (or any
+ * Kubernetes) API server through a kubeconfig. Runs until SIGTERM/SIGINT, then stops cleanly (exit 0).
+ * Threads: this one waits for signals (sigwait); everything else belongs to kc_agent_start. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "util/log.h"
+
+#define COMPONENT "kubelet"
+
+static int usage(FILE *f)
+{
+    fprintf(f, "Usage: kubec agent --kubeconfig FILE --sim-nodes N [flags]\n\n"
+               "Runs the node agent (kubelet) for N simulated nodes against an API server.\n\n"
+               "Flags:\n"
+               "  --kubeconfig FILE          kubeconfig of the API server (required)\n"
+               "  --sim-nodes N              number of simulated nodes (required, 1..100000)\n"
+               "  --sim-profile P            fast | realistic | image-pull-fail | crashloop (default fast)\n"
+               "  --sim-node-template FILE   YAML/JSON: capacity, allocatable, labels, annotations, taints\n"
+               "  --node-name-prefix P       node names P-0, P-1, ... (default sim)\n"
+               "  --node-lease-renew-interval SECONDS  (default 10)\n"
+               "  --kube-api-qps Q           client-side rate limit (default 50; 0 = none)\n"
+               "  --kube-api-burst B         (default 100)\n\n"
+               "Per-pod annotations: sim.kubec.io/fail=image-pull|crash, sim.kubec.io/start-delay=2s\n");
+    return f == stdout ? 0 : 2;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int kc_agent_main(int argc, char **argv)
+{
+    struct kc_agent_opts o = {.sim_nodes = 0, .sim_profile = "fast", .node_name_prefix = "sim", .lease_renew_s = 10};
+    const char *kubeconfig = NULL;
+    double qps = 50;
+    int burst = 100;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return usage(stdout);
+        char flag[64];
+        const char *eq = strchr(a, '='), *val = NULL;
+        size_t fl = eq ? (size_t)(eq - a) : strlen(a);
+        if (strncmp(a, "--", 2) || fl >= sizeof flag) {
+            fprintf(stderr, "kubec agent: unexpected argument %s\n", a);
+            return usage(stderr);
+        }
+        memcpy(flag, a, fl);
+        flag[fl] = 0;
+        val = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!val) {
+            fprintf(stderr, "kubec agent: flag needs an argument: %s\n", flag);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(flag, "--kubeconfig"))
+            kubeconfig = val;
+        else if (!strcmp(flag, "--sim-nodes"))
+            bad = parse_int(val, 1, 100000, &o.sim_nodes);
+        else if (!strcmp(flag, "--sim-profile"))
+            o.sim_profile = val;
+        else if (!strcmp(flag, "--sim-node-template"))
+            o.sim_node_template = val;
+        else if (!strcmp(flag, "--node-name-prefix"))
+            o.node_name_prefix = val;
+        else if (!strcmp(flag, "--node-lease-renew-interval"))
+            bad = parse_int(val, 1, 3600, &o.lease_renew_s);
+        else if (!strcmp(flag, "--kube-api-burst"))
+            bad = parse_int(val, 1, 100000, &burst);
+        else if (!strcmp(flag, "--kube-api-qps")) {
+            char *end;
+            qps = strtod(val, &end);
+            bad = *end || end == val || qps < 0;
+        } else {
+            fprintf(stderr, "kubec agent: unknown flag %s\n", flag);
+            return usage(stderr);
+        }
+        if (bad) {
+            fprintf(stderr, "kubec agent: invalid value \"%s\" for flag %s\n", val, flag);
+            return 2;
+        }
+    }
+    if (!kubeconfig || o.sim_nodes < 1) {
+        fprintf(stderr, "kubec agent: --kubeconfig and --sim-nodes are required\n");
+        return usage(stderr);
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct kc_client *c = NULL;
+    struct kc_agent *ag = NULL;
+    struct kc_err err = {0};
+    if (kc_client_http_from_kubeconfig(kubeconfig, qps, burst, "kubelet/kubec", &c, &err)) {
+        fprintf(stderr, "kubec agent: %s\n", err.message);
+        return 1;
+    }
+    if (kc_agent_start(c, &o, &ag, &err)) {
+        fprintf(stderr, "kubec agent: %s\n", err.message);
+        kc_client_free(c);
+        return 1;
+    }
+    kc_info(COMPONENT, "running %d sim node(s) %s-0..%s-%d (profile %s)", o.sim_nodes, o.node_name_prefix,
+            o.node_name_prefix, o.sim_nodes - 1, o.sim_profile);
+    int sig = 0;
+    sigwait(&set, &sig);
+    kc_info(COMPONENT, "signal %d: stopping", sig);
+    kc_agent_stop(ag);
+    kc_client_free(c);
+    return 0;
+}
