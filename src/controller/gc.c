@@ -28,6 +28,7 @@
  * Threads: informer threads run the handlers (enqueue only); `workers` threads process owners.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ struct gc {
     struct kc_wq *q;
     pthread_t *threads;
     int nthreads;
+    atomic_bool stopping;
 };
 
 /* An owner as named by an ownerReference (strings point into a parsed key or an object). */
@@ -509,10 +511,19 @@ static int process(struct gc *g, const char *key, struct kc_err *err)
     return rc;
 }
 
+/* Dependents are only judged against synced caches (upstream waits for the graph to sync). */
+static void wait_caches(struct gc *g)
+{
+    for (size_t i = 0; i < INF_N; i++)
+        while (g->inf[i] && !atomic_load(&g->stopping) && kc_informer_wait_synced(g->inf[i], 200))
+            ;
+}
+
 static void *worker(void *arg)
 {
     struct gc *g = arg;
     char *key;
+    wait_caches(g);
     while ((key = kc_wq_get(g->q)) != NULL) {
         struct kc_err err = {0};
         int rc = process(g, key, &err);
@@ -575,6 +586,7 @@ void kc_gc_controller_stop(void *ctl)
     struct gc *g = ctl;
     if (!g)
         return;
+    atomic_store(&g->stopping, true);
     if (g->q)
         kc_wq_shutdown(g->q);
     for (int i = 0; i < g->nthreads; i++)

@@ -22,6 +22,7 @@
  * Data: struct rsc (client, informers, queue) and a map rs key → struct expect under rsc.mu.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ struct rsc {
     int nthreads;
     pthread_mutex_t mu;
     struct kc_map exp; /* rs key → struct expect* */
+    atomic_bool stopping;
 };
 
 /* ---------- expectations ---------- */
@@ -743,10 +745,21 @@ static int sync_rs(struct rsc *r, const char *key, int *requeue_s, struct kc_err
     return rc;
 }
 
+/* Upstream starts workers after WaitForCacheSync: a sync against a half-filled pod cache would
+ * create duplicates. */
+static void wait_caches(struct rsc *r)
+{
+    struct kc_informer *all[] = {r->inf->replicasets, r->inf->pods};
+    for (size_t i = 0; i < 2; i++)
+        while (!atomic_load(&r->stopping) && kc_informer_wait_synced(all[i], 200))
+            ;
+}
+
 static void *worker(void *arg)
 {
     struct rsc *r = arg;
     char *key;
+    wait_caches(r);
     while ((key = kc_wq_get(r->q)) != NULL) {
         struct kc_err err = {0};
         int requeue_s = 0;
@@ -804,6 +817,7 @@ void kc_rs_controller_stop(void *ctl)
     struct rsc *r = ctl;
     if (!r)
         return;
+    atomic_store(&r->stopping, true);
     if (r->q)
         kc_wq_shutdown(r->q);
     for (int i = 0; i < r->nthreads; i++)
