@@ -70,7 +70,8 @@ int kc_client_http_from_kubeconfig(const char *path, double qps, int burst, cons
 int kc_client_http_new(const char *server_url, const char *token, const char *ca_pem, double qps, int burst,
                        const char *user_agent, struct kc_client **out, struct kc_err *err);
 
-/* Raw request (rate-limited). */
+/* Raw request (rate-limited). A 429 with Retry-After is retried up to 3 times (sleeping Retry-After,
+ * at most 5 s each) before it is returned. */
 int kc_client_request(struct kc_client *c, const char *method, const char *path, const char *ctype,
                       const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err);
 int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop,

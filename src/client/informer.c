@@ -588,6 +588,8 @@ int kc_informer_start(struct kc_informer *inf)
 {
     if (inf->started)
         return 0;
+    if (atomic_load(&inf->stop))
+        return KC_ECLOSED; /* stopped informers are not restarted */
     if (pthread_create(&inf->thread, NULL, informer_main, inf))
         return KC_EIO;
     inf->started = true;
@@ -621,17 +623,23 @@ bool kc_informer_synced(struct kc_informer *inf)
     return s;
 }
 
+void kc_informer_stop(struct kc_informer *inf)
+{
+    if (!inf || !inf->started)
+        return;
+    atomic_store(&inf->stop, true);
+    pthread_mutex_lock(&inf->sync_mu);
+    pthread_cond_broadcast(&inf->sync_cond);
+    pthread_mutex_unlock(&inf->sync_mu);
+    pthread_join(inf->thread, NULL);
+    inf->started = false;
+}
+
 void kc_informer_free(struct kc_informer *inf)
 {
     if (!inf)
         return;
-    if (inf->started) {
-        atomic_store(&inf->stop, true);
-        pthread_mutex_lock(&inf->sync_mu);
-        pthread_cond_broadcast(&inf->sync_cond);
-        pthread_mutex_unlock(&inf->sync_mu);
-        pthread_join(inf->thread, NULL);
-    }
+    kc_informer_stop(inf);
     const char *k;
     void *v;
     for (long i = kc_map_next(&inf->cache, 0, &k, &v); i >= 0; i = kc_map_next(&inf->cache, i + 1, &k, &v))

@@ -71,6 +71,10 @@ int kc_informer_start(struct kc_informer *inf);
 /* Blocks until the first list has been delivered (or timeout_ms). 0 = synced. */
 int kc_informer_wait_synced(struct kc_informer *inf, int timeout_ms);
 bool kc_informer_synced(struct kc_informer *inf);
+/* Stops the thread (joins): once it returns no handler runs any more; the cache stays readable.
+ * Idempotent. Call it for every informer BEFORE freeing what handlers use (work queues, controller
+ * state): a running informer may call a handler at any moment. Not from a handler. */
+void kc_informer_stop(struct kc_informer *inf);
 /* Stops the thread (joins) and frees. */
 void kc_informer_free(struct kc_informer *inf);
 

@@ -430,9 +430,19 @@ static void test_informer_list_watch_selectors(void **state)
     assert_string_equal(kc_object_key(nsless, kb, sizeof kb), "n1");
     json_decref(nsless);
 
+    /* stop: prompt, no handler afterwards, the cache stays readable */
     double t0 = now_s();
-    kc_informer_free(inf); /* stops a live watch promptly */
+    kc_informer_stop(inf);
     assert_true(now_s() - t0 < 3);
+    put_cm("p9", "web", "1");
+    usleep(300 * 1000);
+    assert_int_equal(log.n, 6);
+    json_t *q1 = kc_informer_get(inf, "t1/q1");
+    assert_non_null(q1);
+    json_decref(q1);
+    kc_informer_stop(inf); /* idempotent */
+    assert_int_equal(kc_informer_start(inf), KC_ECLOSED);
+    kc_informer_free(inf);
     pthread_mutex_destroy(&log.mu);
 }
 
