@@ -13,7 +13,9 @@
  * Limits: request responses ≤ 1 GiB (a full list of a large cluster);
  * Status bodies of refused watches ≤ 64 KiB; watch lines ≤ KC_WATCH_MAX_LINE.
  * Timeouts: connect 10 s, whole request 120 s; watches have no overall
- * timeout (the server's timeoutSeconds ends them) but TCP keep-alive.
+ * timeout (the server's timeoutSeconds ends them) but TCP keep-alive (30 s
+ * idle), and a watch with allowWatchBookmarks=true fails after 120 s
+ * without a byte (the server bookmarks every 30 s, so that is a dead peer).
  *
  * Watches run on the caller's thread: the write callback splits the stream
  * into lines (kc_lines); libcurl's progress callback, called at least once
@@ -37,6 +39,7 @@
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_URL 8192
 #define MAX_FILE (1024 * 1024) /* CA bundles, token files */
+#define WATCH_SILENCE_S 120     /* bookmarked watches: no byte for this long = dead connection */
 
 struct http {
     char server[512];  /* without a trailing slash */
@@ -102,8 +105,12 @@ static int setup(struct http *h, CURL *c, const char *method, const char *path, 
         struct curl_blob blob = {.data = h->ca_pem, .len = strlen(h->ca_pem), .flags = CURL_BLOB_COPY};
         curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
     }
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 15L);
     if (!strcmp(method, "GET"))
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    else if (!strcmp(method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     else
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     struct curl_slist *l = curl_slist_append(NULL, "Accept: application/json");
@@ -269,6 +276,12 @@ static int http_watch(void *impl, const char *path, kc_watch_line_fn fn, void *c
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &w);
+    if (strstr(path, "allowWatchBookmarks=true")) {
+        /* the server then sends something at least every 30 s (a bookmark):
+         * silence for much longer means a dead peer that TCP has not noticed */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)WATCH_SILENCE_S);
+    }
     CURLcode cc = curl_easy_perform(c);
     long hc = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &hc);
