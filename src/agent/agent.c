@@ -315,9 +315,20 @@ static void enqueue_if_ours(struct kc_agent *a, json_t *pod)
 }
 
 static void h_add(void *ctx, json_t *obj) { enqueue_if_ours(ctx, obj); }
+/* As upstream's pod config source: a status-only change (most often our own write) is no reason to
+ * sync; timed wake-ups drive the state machine. */
+static bool same_field(json_t *a, json_t *b, const char *k)
+{
+    json_t *x = json_object_get(a, k), *y = json_object_get(b, k);
+    return (!x && !y) || (x && y && json_equal(x, y));
+}
+
 static void h_update(void *ctx, json_t *old, json_t *obj)
 {
-    (void)old;
+    json_t *om = jmeta(old), *nm = jmeta(obj);
+    if (old && same_field(old, obj, "spec") && same_field(om, nm, "uid") && same_field(om, nm, "deletionTimestamp") &&
+        same_field(om, nm, "annotations") && same_field(om, nm, "labels"))
+        return;
     enqueue_if_ours(ctx, obj);
 }
 static void h_delete(void *ctx, json_t *obj) { enqueue_if_ours(ctx, obj); }
