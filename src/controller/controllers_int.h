@@ -3,9 +3,10 @@
  *
  * Every controller exposes a start/stop pair. start() receives the manager's client (not owned)
  * and the shared informers (not owned; the manager starts them after all controllers have added
- * their handlers and stops them after all controllers have stopped), creates its work queue and
- * `workers` worker threads, and returns an opaque handle in *out. stop() shuts the queue down,
- * joins the workers and frees the handle; it is called before the informers are freed.
+ * their handlers), creates its work queue and `workers` worker threads, and returns an opaque
+ * handle in *out. stop() shuts the queue down, joins the workers and frees the handle. The manager
+ * calls it after kc_informer_stop on every shared informer (so no handler can run any more) and
+ * before kc_informer_free (so caches are still readable while workers finish).
  * start() returns 0 or a negative KC_E* code.
  *
  * Indexes the manager registers on every shared informer (deployments, replicasets, pods) before

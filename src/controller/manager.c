@@ -7,8 +7,9 @@
  *
  * Threads: kc_cm_start runs on the caller's thread; each informer has its own list+watch thread and
  * each controller its own workers. Start order: informers created → controllers add handlers and
- * start workers (they wait for the caches) → informers started. Stop order is the reverse:
- * controllers (queues shut down, workers joined) → informers (threads joined, caches freed).
+ * start workers (they wait for the caches) → informers started. Stop: informer threads joined
+ * (no handler runs after that) → controllers (queues shut down, workers joined, freed) → informer
+ * caches freed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -140,6 +141,11 @@ void kc_cm_stop(struct kc_cm *cm)
 {
     if (!cm)
         return;
+    /* Informer threads first: after this no handler runs, so controllers may free what their
+     * handlers use; the caches stay readable for workers finishing their current item. */
+    kc_informer_stop(cm->inf.deployments);
+    kc_informer_stop(cm->inf.replicasets);
+    kc_informer_stop(cm->inf.pods);
     for (size_t i = CM_N; i-- > 0;)
         if (cm->ctl[i])
             cm_table[i].stop(cm->ctl[i]);
