@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/jsonscan.h"
 #include "util/log.h"
 
 struct raw_ev {
@@ -113,39 +114,84 @@ static void key_names(const char *key, const char *prefix, char **ns, char **nam
     }
 }
 
-/* Builds the immutable cached form of a stored value at revision rev. */
+/* The stored path of a field-selector field, and its value when absent. */
+static const char *field_path(const char *field) { return !strcmp(field, "source") ? "source.component" : field; }
+static const char *field_absent(const char *field)
+{
+    return !strcmp(field, "spec.unschedulable") ? "false" : !strcmp(field, "status.replicas") ? "0" : "";
+}
+
+/* The text of a scalar JSON value: strings decoded (jansson only when escapes are present),
+ * numbers and booleans as written. */
+static char *scalar_text(const char *s, size_t n)
+{
+    if (n >= 2 && s[0] == '"') {
+        if (!memchr(s, '\\', n))
+            return strndup(s + 1, n - 2);
+        json_t *v = json_loadb(s, n, JSON_DECODE_ANY, NULL);
+        char *r = strdup(json_string_value(v) ? json_string_value(v) : "");
+        json_decref(v);
+        return r;
+    }
+    if (n && (s[0] == '{' || s[0] == '['))
+        return strdup("");
+    return strndup(s, n);
+}
+
+/* Builds the immutable cached form of a stored value at revision rev, without parsing the whole
+ * object: metadata.resourceVersion is spliced into the bytes, labels and the field-selector values
+ * are scanned for (util/jsonscan.h). This is the per-write cost of the cache, so it matters. */
 static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const char *value, size_t len, kc_rev_t rev,
                                 kc_rev_t create_rev)
 {
-    json_t *o = json_loadb(value, len, 0, NULL);
-    if (!o)
+    size_t moff, mlen, off, vlen;
+    if (kc_json_span(value, len, "metadata", &moff, &mlen) || value[moff] != '{' ||
+        kc_json_span(value + moff, mlen, "resourceVersion", &off, &vlen) == 0)
         return NULL;
     struct kc_obj *ob = calloc(1, sizeof *ob);
-    if (!ob) {
-        json_decref(o);
+    if (!ob)
         return NULL;
-    }
     atomic_init(&ob->refs, 1);
     ob->rev = rev;
     ob->create_rev = create_rev;
     ob->key = strdup(key);
     key_names(key, st->prefix, &ob->ns, &ob->name);
-    json_t *meta = kc_jmeta(o);
-    char rv[32];
-    snprintf(rv, sizeof rv, "%lld", (long long)rev);
-    json_object_set_new(meta, "resourceVersion", json_string(rv));
-    json_t *labels = json_object_get(meta, "labels");
-    if (json_is_object(labels) && json_object_size(labels))
-        ob->labels = json_incref(labels);
-    const struct kc_resource *res = storage_resource(st);
-    if (res && res->index_fields) {
-        const char *vals[KC_MAX_INDEX];
-        res->index_fields(o, ob->fnames, vals, &ob->nfields, KC_MAX_INDEX);
-        for (int i = 0; i < ob->nfields; i++)
-            ob->fvals[i] = strdup(vals[i]);
+    char rv[48];
+    int n = snprintf(rv, sizeof rv, "\"resourceVersion\":\"%lld\"", (long long)rev);
+    size_t inner = moff + 1;
+    while (inner < len && (value[inner] == ' ' || value[inner] == '\n'))
+        inner++;
+    bool empty = inner < len && value[inner] == '}';
+    ob->json = malloc(len + (size_t)n + 2);
+    if (ob->json) {
+        size_t o = 0;
+        memcpy(ob->json, value, moff + 1);
+        o = moff + 1;
+        memcpy(ob->json + o, rv, (size_t)n);
+        o += (size_t)n;
+        if (!empty)
+            ob->json[o++] = ',';
+        memcpy(ob->json + o, value + moff + 1, len - moff - 1);
+        o += len - moff - 1;
+        ob->json[o] = 0;
+        ob->len = o;
     }
-    ob->json = kc_json_dump(o, &ob->len);
-    json_decref(o);
+    if (kc_json_span(value + moff, mlen, "labels", &off, &vlen) == 0 && value[moff + off] == '{' && vlen > 2) {
+        json_t *l = json_loadb(value + moff + off, vlen, 0, NULL);
+        if (json_is_object(l) && json_object_size(l))
+            ob->labels = l;
+        else
+            json_decref(l);
+    }
+    const struct kc_resource *res = storage_resource(st);
+    for (size_t i = 0; res && res->field_labels && res->field_labels[i] && ob->nfields < KC_MAX_INDEX; i++) {
+        const char *f = res->field_labels[i];
+        ob->fnames[ob->nfields] = f;
+        ob->fvals[ob->nfields] = kc_json_span(value, len, field_path(f), &off, &vlen) == 0
+                                     ? scalar_text(value + off, vlen)
+                                     : strdup(field_absent(f));
+        ob->nfields++;
+    }
     if (!ob->json || !ob->key || !ob->ns || !ob->name) {
         kc_obj_unref(ob);
         return NULL;

@@ -49,8 +49,6 @@ struct kc_resource {
     unsigned subresources;
     bool spec_generation;               /* metadata.generation bumps on spec changes */
     const char *const *field_labels;    /* fields allowed in fieldSelector (besides metadata.name/namespace) */
-    /* fills values of indexed fields (fieldSelector names) from a parsed object */
-    void (*index_fields)(json_t *obj, const char **names, const char **vals, int *n, int max);
     void (*defaults)(json_t *obj);
     /* appends StatusCauses to causes; old is NULL on create */
     void (*validate)(json_t *obj, json_t *old, json_t *causes);

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/jsonw.h"
 #include "util/timeutil.h"
 
 int kc_json_depth_ok(const char *s, size_t len, int max)
@@ -58,13 +59,7 @@ int kc_json_parse_body(const char *body, size_t len, json_t **out, struct kc_err
     return 0;
 }
 
-char *kc_json_dump(json_t *o, size_t *len)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s && len)
-        *len = strlen(s);
-    return s;
-}
+char *kc_json_dump(json_t *o, size_t *len) { return kc_json_dumps(o, len); }
 
 json_t *kc_jget(json_t *o, const char *path)
 {

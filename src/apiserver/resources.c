@@ -15,83 +15,19 @@
 #include "schema/schema.h"
 #include "util/timeutil.h"
 
-/* ---------- field indexes (fieldSelector support) ---------- */
+/* ---------- fields usable in field selectors (the cache indexes them; see cache.c) ---------- */
 
-static void put_field(const char **names, const char **vals, int *n, int max, const char *name, const char *v)
-{
-    if (*n < max) {
-        names[*n] = name;
-        vals[*n] = v ? v : "";
-        (*n)++;
-    }
-}
-
-static void idx_pod(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    put_field(nm, v, n, max, "spec.nodeName", kc_jstr(o, "spec.nodeName"));
-    put_field(nm, v, n, max, "spec.schedulerName", kc_jstr(o, "spec.schedulerName"));
-    put_field(nm, v, n, max, "spec.serviceAccountName", kc_jstr(o, "spec.serviceAccountName"));
-    put_field(nm, v, n, max, "status.phase", kc_jstr(o, "status.phase"));
-    put_field(nm, v, n, max, "status.podIP", kc_jstr(o, "status.podIP"));
-    put_field(nm, v, n, max, "status.nominatedNodeName", kc_jstr(o, "status.nominatedNodeName"));
-}
 static const char *const pod_fields[] = {"spec.nodeName", "spec.schedulerName", "spec.serviceAccountName",
                                          "status.phase", "status.podIP", "status.nominatedNodeName", NULL};
-
-static void idx_event(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    static const char *f[] = {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-                              "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-                              "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        const char *val = strcmp(f[i], "source") == 0 ? kc_jstr(o, "source.component") : kc_jstr(o, f[i]);
-        put_field(nm, v, n, max, f[i], val);
-    }
-}
 static const char *const event_fields[] = {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                                            "involvedObject.uid", "involvedObject.apiVersion",
                                            "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
                                            "reportingComponent", "source", "type", NULL};
-
-static void idx_evk8s(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    put_field(nm, v, n, max, "regarding.kind", kc_jstr(o, "regarding.kind"));
-    put_field(nm, v, n, max, "regarding.name", kc_jstr(o, "regarding.name"));
-    put_field(nm, v, n, max, "regarding.namespace", kc_jstr(o, "regarding.namespace"));
-    put_field(nm, v, n, max, "regarding.uid", kc_jstr(o, "regarding.uid"));
-    put_field(nm, v, n, max, "reason", kc_jstr(o, "reason"));
-    put_field(nm, v, n, max, "type", kc_jstr(o, "type"));
-    put_field(nm, v, n, max, "reportingController", kc_jstr(o, "reportingController"));
-}
 static const char *const evk8s_fields[] = {"regarding.kind", "regarding.name", "regarding.namespace", "regarding.uid",
                                            "reason", "type", "reportingController", NULL};
-
-static void idx_ns(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    put_field(nm, v, n, max, "status.phase", kc_jstr(o, "status.phase"));
-}
 static const char *const ns_fields[] = {"status.phase", NULL};
-
-static void idx_node(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    json_t *u = kc_jget(o, "spec.unschedulable");
-    put_field(nm, v, n, max, "spec.unschedulable", json_is_true(u) ? "true" : "false");
-}
 static const char *const node_fields[] = {"spec.unschedulable", NULL};
-
-static void idx_secret(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    put_field(nm, v, n, max, "type", kc_jstr(o, "type"));
-}
 static const char *const secret_fields[] = {"type", NULL};
-
-static void idx_rs(json_t *o, const char **nm, const char **v, int *n, int max)
-{
-    json_t *r = kc_jget(o, "status.replicas");
-    static __thread char buf[24];
-    snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(r));
-    put_field(nm, v, n, max, "status.replicas", buf);
-}
 static const char *const rs_fields[] = {"status.replicas", NULL};
 
 /* ---------- table rows ---------- */
@@ -585,18 +521,18 @@ static const char *ev_field(const char *f)
 struct kc_resource kc_resources[] = {
     {.group = "", .version = "v1", .kind = "Namespace", .plural = "namespaces", .singular = "namespace",
      .short_names = {"ns"}, .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = ns_fields,
-     .index_fields = idx_ns, .columns = cols_ns, .row = row_ns},
+     .columns = cols_ns, .row = row_ns},
     {.group = "", .version = "v1", .kind = "Pod", .plural = "pods", .singular = "pod", .short_names = {"po"},
      .categories = {"all"}, .namespaced = true, .subresources = KC_SUB_STATUS | KC_SUB_BINDING | KC_SUB_EVICTION,
-     .field_labels = pod_fields, .index_fields = idx_pod, .columns = cols_pod, .row = row_pod},
+     .field_labels = pod_fields, .columns = cols_pod, .row = row_pod},
     {.group = "", .version = "v1", .kind = "Node", .plural = "nodes", .singular = "node", .short_names = {"no"},
-     .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = node_fields, .index_fields = idx_node,
+     .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = node_fields,
      .columns = cols_node, .row = row_node},
     {.group = "", .version = "v1", .kind = "Event", .plural = "events", .singular = "event", .short_names = {"ev"},
-     .namespaced = true, .field_labels = event_fields, .index_fields = idx_event, .columns = cols_event,
+     .namespaced = true, .field_labels = event_fields, .columns = cols_event,
      .row = row_event},
     {.group = "", .version = "v1", .kind = "Secret", .plural = "secrets", .singular = "secret", .namespaced = true,
-     .field_labels = secret_fields, .index_fields = idx_secret, .columns = cols_secret, .row = row_secret},
+     .field_labels = secret_fields, .columns = cols_secret, .row = row_secret},
     {.group = "", .version = "v1", .kind = "ServiceAccount", .plural = "serviceaccounts",
      .singular = "serviceaccount", .short_names = {"sa"}, .namespaced = true, .columns = cols_sa, .row = row_sa},
     {.group = "", .version = "v1", .kind = "ConfigMap", .plural = "configmaps", .singular = "configmap",
@@ -611,13 +547,13 @@ struct kc_resource kc_resources[] = {
     {.group = "apps", .version = "v1", .kind = "ReplicaSet", .plural = "replicasets", .singular = "replicaset",
      .short_names = {"rs"}, .categories = {"all"}, .namespaced = true,
      .subresources = KC_SUB_STATUS | KC_SUB_SCALE, .spec_generation = true, .field_labels = rs_fields,
-     .index_fields = idx_rs, .columns = cols_rs, .row = row_rs},
+     .columns = cols_rs, .row = row_rs},
     {.group = "scheduling.k8s.io", .version = "v1", .kind = "PriorityClass", .plural = "priorityclasses",
      .singular = "priorityclass", .short_names = {"pc"}, .namespaced = false, .columns = cols_pc, .row = row_pc},
     {.group = "coordination.k8s.io", .version = "v1", .kind = "Lease", .plural = "leases", .singular = "lease",
      .namespaced = true, .columns = cols_lease, .row = row_lease},
     {.group = "events.k8s.io", .version = "v1", .kind = "Event", .plural = "events", .singular = "event",
-     .short_names = {"ev"}, .namespaced = true, .field_labels = evk8s_fields, .index_fields = idx_evk8s,
+     .short_names = {"ev"}, .namespaced = true, .field_labels = evk8s_fields,
      .to_storage = ev_to_storage, .from_storage = ev_from_storage, .field_to_storage = ev_field,
      .columns = cols_evk8s, .row = row_evk8s},
 };

@@ -180,14 +180,18 @@ class KubectlTest(harness.ServerTestCase):
     def test_wait_condition_and_delete(self):
         ns = self.ns("wait")
         self.k("apply", "-n", ns, "-f", self.write("wt.yaml", DEPLOY))
-        status = {"status": {"observedGeneration": 1, "conditions": [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"}]}}
-        # status written through the status subresource, as a controller does
-        code, body, _ = self.server.request("PATCH", "/apis/apps/v1/namespaces/%s/deployments/my-app/status" % ns,
-                                            json.dumps(status), headers={"Content-Type": "application/merge-patch+json"})
-        self.assertEqual(code, 200, body)
-        p = self.k("wait", "-n", ns, "--for=condition=Available", "deployment/my-app", "--timeout=20s")
+        # the deployment controller reports Progressing once it has created the ReplicaSet
+        p = self.k("wait", "-n", ns, "--for=condition=Progressing", "deployment/my-app", "--timeout=30s")
         self.assertIn("deployment.apps/my-app condition met", p.stdout)
+        # a condition written through the status subresource, as a kubelet does
+        self.k("run", "-n", ns, "solo", "--image=nginx:1.25")
+        status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        code, body, _ = self.server.request("PATCH", "/api/v1/namespaces/%s/pods/solo/status" % ns,
+                                            json.dumps(status),
+                                            headers={"Content-Type": "application/strategic-merge-patch+json"})
+        self.assertEqual(code, 200, body)
+        p = self.k("wait", "-n", ns, "--for=condition=Ready", "pod/solo", "--timeout=20s")
+        self.assertIn("pod/solo condition met", p.stdout)
         self.assertIn('deployment.apps "my-app" deleted', self.k("delete", "-n", ns, "deployment", "my-app").stdout)
         p = self.k("get", "-n", ns, "deployment", "my-app", ok=False)
         self.assertEqual(p.returncode, 1)

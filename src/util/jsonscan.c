@@ -1,0 +1,116 @@
+/* jsonscan.c — value lookup in JSON text (see jsonscan.h). */
+#include "util/jsonscan.h"
+
+#include <string.h>
+
+static size_t ws(const char *s, size_t len, size_t i)
+{
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+static long skip_string(const char *s, size_t len, size_t i)
+{
+    /* s[i] == '"' */
+    for (i++; i < len; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return (long)(i + 1);
+    }
+    return -1;
+}
+
+long kc_json_skip(const char *s, size_t len, size_t i)
+{
+    i = ws(s, len, i);
+    if (i >= len)
+        return -1;
+    char c = s[i];
+    if (c == '"')
+        return skip_string(s, len, i);
+    if (c == '{' || c == '[') {
+        int depth = 0;
+        for (; i < len; i++) {
+            char d = s[i];
+            if (d == '"') {
+                long e = skip_string(s, len, i);
+                if (e < 0)
+                    return -1;
+                i = (size_t)e - 1;
+            } else if (d == '{' || d == '[') {
+                depth++;
+            } else if (d == '}' || d == ']') {
+                if (--depth == 0)
+                    return (long)(i + 1);
+            }
+        }
+        return -1;
+    }
+    /* number, true, false, null */
+    while (i < len && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' && s[i] != '\t' &&
+           s[i] != '\r')
+        i++;
+    return (long)i;
+}
+
+/* Finds key (klen bytes) in the object starting at s[i] ('{'). Sets *vi to the value's start. */
+static int find_key(const char *s, size_t len, size_t i, const char *key, size_t klen, size_t *vi)
+{
+    i = ws(s, len, i);
+    if (i >= len || s[i] != '{')
+        return -1;
+    i = ws(s, len, i + 1);
+    if (i < len && s[i] == '}')
+        return -1;
+    while (i < len) {
+        if (s[i] != '"')
+            return -1;
+        long ke = skip_string(s, len, i);
+        if (ke < 0)
+            return -1;
+        int match = (size_t)ke - i - 2 == klen && !memcmp(s + i + 1, key, klen);
+        i = ws(s, len, (size_t)ke);
+        if (i >= len || s[i] != ':')
+            return -1;
+        i = ws(s, len, i + 1);
+        if (match) {
+            *vi = i;
+            return 0;
+        }
+        long ve = kc_json_skip(s, len, i);
+        if (ve < 0)
+            return -1;
+        i = ws(s, len, (size_t)ve);
+        if (i >= len || s[i] == '}')
+            return -1;
+        if (s[i] != ',')
+            return -1;
+        i = ws(s, len, i + 1);
+    }
+    return -1;
+}
+
+int kc_json_span(const char *s, size_t len, const char *path, size_t *off, size_t *vlen)
+{
+    size_t i = 0;
+    const char *p = path;
+    while (*p) {
+        size_t n = strcspn(p, ".");
+        size_t vi;
+        if (find_key(s, len, i, p, n, &vi))
+            return -1;
+        i = vi;
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    i = ws(s, len, i);
+    long e = kc_json_skip(s, len, i);
+    if (e < 0)
+        return -1;
+    *off = i;
+    *vlen = (size_t)e - i;
+    return 0;
+}
