@@ -1,19 +1,30 @@
-/* test_store.c — behaviour of the SQLite store (store.h): revisions, CAS,
- * lists at old revisions and paging, watch replay and live delivery,
- * compaction, concurrency, reopen and crash recovery. Each test works in a
- * fresh mkdtemp directory that its teardown removes. */
+/* test_store.c — the store suite (store.h): revisions, CAS, lists at old
+ * revisions and paging, watch replay and live delivery, compaction,
+ * concurrency, reopen and crash recovery. Built twice: test_store runs it
+ * on the SQLite backend, test_store_etcd (KC_TEST_ETCD) on the etcd backend
+ * against a real etcd (/usr/bin/etcd) that each test's setup starts on
+ * loopback ports of its own and its teardown kills. Revisions are checked
+ * relative to f->base, the revision of a fresh store (0 for SQLite; 1 for
+ * a fresh etcd, whose counter starts at 1). Tests that only make sense for
+ * one backend (file locks, file growth, the embedded store's crash
+ * recovery; etcd prefixes, failover, a restarted etcd) run only there. Each
+ * test works in a fresh mkdtemp directory that its teardown removes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,21 +32,106 @@
 
 #include "store/store.h"
 
+#ifdef KC_TEST_ETCD
+#define ETCD 1
+#else
+#define ETCD 0
+#endif
+
 struct fx {
     char dir[64];
     char path[128];
     struct kc_store *s;
+    kc_rev_t base;        /* current revision of the fresh store */
+    pid_t etcd;           /* the etcd server of this test (etcd build) */
+    int client_port, peer_port;
+    char url[64];         /* http://127.0.0.1:<client_port> */
 };
+
+/* Opens the fixture's store without asserting (also used in forked children). */
+static int raw_open(struct fx *f, const struct kc_sqlite_opts *o, struct kc_store **s, struct kc_err *err)
+{
+    if (ETCD) {
+        struct kc_etcd_opts eo = {.compaction_interval_s = -1, .dial_timeout_ms = 500};
+        return kc_store_etcd_open(f->url, &eo, s, err);
+    }
+    return kc_store_sqlite_open(f->path, o, s, err);
+}
 
 static struct kc_store *open_store(struct fx *f, const struct kc_sqlite_opts *o)
 {
     struct kc_err err = {0};
     struct kc_store *s = NULL;
-    int rc = kc_store_sqlite_open(f->path, o, &s, &err);
+    int rc = raw_open(f, o, &s, &err);
     if (rc)
         fprintf(stderr, "open: %s\n", err.message);
     assert_int_equal(rc, 0);
     return s;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &al)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts /usr/bin/etcd on f's ports and data directory (kept across restarts). */
+static int start_etcd(struct fx *f)
+{
+    char data[128], log[128], cu[64], pu[64], cluster[96];
+    snprintf(data, sizeof data, "%s/etcd", f->dir);
+    snprintf(log, sizeof log, "%s/etcd.log", f->dir);
+    snprintf(cu, sizeof cu, "http://127.0.0.1:%d", f->client_port);
+    snprintf(pu, sizeof pu, "http://127.0.0.1:%d", f->peer_port);
+    snprintf(cluster, sizeof cluster, "default=%s", pu);
+    snprintf(f->url, sizeof f->url, "%s", cu);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl("/usr/bin/etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls", cu,
+              "--advertise-client-urls", cu, "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+              "--initial-cluster", cluster, (char *)NULL);
+        _exit(127);
+    }
+    f->etcd = pid;
+    /* Healthy = the backend can open (it reads the key space). */
+    for (int i = 0; i < 300; i++) {
+        struct kc_store *s = NULL;
+        if (raw_open(f, NULL, &s, NULL) == 0) {
+            kc_store_close(s);
+            return 0;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            fprintf(stderr, "etcd exited; see %s\n", log);
+            f->etcd = 0;
+            return -1;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static void stop_etcd(struct fx *f)
+{
+    if (f->etcd > 0) {
+        kill(f->etcd, SIGKILL);
+        waitpid(f->etcd, NULL, 0);
+        f->etcd = 0;
+    }
 }
 
 static int setup(void **state)
@@ -45,28 +141,36 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/kv.db", f->dir);
+    if (ETCD) {
+        f->client_port = free_port();
+        f->peer_port = free_port();
+        if (f->client_port < 0 || f->peer_port < 0 || start_etcd(f)) {
+            fprintf(stderr, "cannot start /usr/bin/etcd (apt-get install etcd-server)\n");
+            stop_etcd(f);
+            return -1;
+        }
+    }
     struct kc_sqlite_opts o = {.compact_interval_s = -1};
     f->s = open_store(f, &o);
+    f->base = f->s->ops->current_rev(f->s);
     *state = f;
     return 0;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
 }
 
 static int teardown(void **state)
 {
     struct fx *f = *state;
     kc_store_close(f->s);
-    DIR *d = opendir(f->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(f->dir);
+    stop_etcd(f);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(f);
     return 0;
 }
@@ -201,8 +305,10 @@ static void assert_ev_equal(const struct rec_ev *a, const struct rec_ev *b)
 
 static void test_revisions_increase(void **state)
 {
-    struct kc_store *s = ((struct fx *)*state)->s;
-    assert_int_equal(s->ops->current_rev(s), 0);
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
+    assert_int_equal(s->ops->current_rev(s), f->base);
+    assert_int_equal(f->base, ETCD ? 1 : 0);
     kc_rev_t r1 = create_ok(s, "/registry/pods/a", "v1");
     check_get(s, "/registry/pods/a", "v1", r1, r1);
     kc_rev_t r2 = update_ok(s, "/registry/pods/a", "v2", 0);
@@ -303,7 +409,8 @@ static void expect_list(struct kc_store *s, const char *prefix, kc_rev_t at, con
 
 static void test_list_at_revision(void **state)
 {
-    struct kc_store *s = ((struct fx *)*state)->s;
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
     create_ok(s, "/registry/pods/ns/a", "a1");
     kc_rev_t rb = create_ok(s, "/registry/pods/ns/b", "b1");
     create_ok(s, "/registry/pods/ns/c", "c1");
@@ -317,7 +424,7 @@ static void test_list_at_revision(void **state)
     const char *now[] = {"/registry/pods/ns/a", "a1", "/registry/pods/ns/b", "b2", "/registry/pods/ns/d", "d1"};
     expect_list(s, "/registry/pods/", 0, now, 3);
     const char *first[] = {"/registry/pods/ns/a", "a1"};
-    expect_list(s, "/registry/pods/", 1, first, 1);
+    expect_list(s, "/registry/pods/", f->base + 1, first, 1);
     expect_list(s, "/registry/pods/", 0, now, 3);
     const char *all_old[] = {"/registry/pods/ns/a", "a1", "/registry/pods/ns/b", "b1", "/registry/pods/ns/c",
                              "c1", "/registry/podsx/ns/z", "z1"};
@@ -402,7 +509,8 @@ static void scripted_writes(struct kc_store *s, struct rec *expect)
 
 static void test_watch_replay_every_rev(void **state)
 {
-    struct kc_store *s = ((struct fx *)*state)->s;
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
     struct rec live, expect;
     rec_init(&live);
     rec_init(&expect);
@@ -410,12 +518,12 @@ static void test_watch_replay_every_rev(void **state)
     assert_int_equal(s->ops->watch(s, "", 0, rec_cb, rec_end, &live, &lw, NULL), 0);
     scripted_writes(s, &expect);
     kc_rev_t cur = s->ops->current_rev(s);
-    assert_int_equal(expect.n, (size_t)cur);
+    assert_int_equal(expect.n, (size_t)(cur - f->base));
     assert_int_equal(live.n, expect.n);
     for (size_t i = 0; i < expect.n; i++)
         assert_ev_equal(&live.ev[i], &expect.ev[i]);
     s->ops->unwatch(s, lw);
-    for (kc_rev_t from = 1; from <= cur + 1; from++) {
+    for (kc_rev_t from = f->base + 1; from <= cur + 1; from++) {
         for (int odd = 0; odd < 2; odd++) {
             const char *prefix = odd ? "/odd/" : "";
             struct rec got;
@@ -423,7 +531,7 @@ static void test_watch_replay_every_rev(void **state)
             struct kc_watch *w;
             assert_int_equal(s->ops->watch(s, prefix, from, rec_cb, rec_end, &got, &w, NULL), 0);
             size_t gi = 0;
-            for (size_t i = (size_t)from - 1; i < expect.n; i++) {
+            for (size_t i = (size_t)(from - f->base - 1); i < expect.n; i++) {
                 if (odd && strncmp(expect.ev[i].key, "/odd/", 5) != 0)
                     continue;
                 assert_true(gi < got.n);
@@ -507,7 +615,8 @@ static void assert_consecutive(struct rec *r, kc_rev_t from)
 
 static void test_watch_live_in_flight(void **state)
 {
-    struct kc_store *s = ((struct fx *)*state)->s;
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
     struct rec global;
     rec_init(&global);
     struct kc_watch *gw;
@@ -520,11 +629,11 @@ static void test_watch_live_in_flight(void **state)
     }
     /* Start watches at moving revisions while writes are in flight. */
     int watches = 0, bad = 0;
-    while (s->ops->current_rev(s) < 5000 && watches < 200) {
+    while (s->ops->current_rev(s) < f->base + 5000 && watches < 200) {
         struct rec *r = calloc(1, sizeof *r);
         rec_init(r);
         kc_rev_t cur = s->ops->current_rev(s);
-        kc_rev_t from = watches % 3 == 0 ? 0 : (cur > 40 ? cur - 40 : 1);
+        kc_rev_t from = watches % 3 == 0 ? 0 : (cur > f->base + 40 ? cur - 40 : f->base + 1);
         struct kc_watch *w;
         if (s->ops->watch(s, "", from, rec_cb, NULL, r, &w, NULL) != 0) {
             bad++;
@@ -547,7 +656,7 @@ static void test_watch_live_in_flight(void **state)
     }
     s->ops->unwatch(s, gw);
     assert_int_equal(global.n, 6000);
-    assert_consecutive(&global, 1);
+    assert_consecutive(&global, f->base + 1);
     rec_free(&global);
 }
 
@@ -592,13 +701,15 @@ static void test_compaction(void **state)
     assert_int_equal(s->ops->watch(s, "/c/", c, rec_cb, NULL, &r, &w, NULL), KC_ECOMPACTED);
     assert_int_equal(s->ops->watch(s, "/c/", 1, rec_cb, NULL, &r, &w, NULL), KC_ECOMPACTED);
     assert_int_equal(r.n, 0);
-    /* The sweep runs in the background; wait until it removed the superseded rows. */
-    for (int i = 0; i < 200 && count_rows(f->path, "SELECT count(*) FROM log WHERE rev < 6") > 1; i++)
-        usleep(10000);
-    /* Revisions 1-5: a1, a2, gone, its tombstone, b1. Only b1 (newest row of
-     * "/c/b" at c = 6) is still needed; a3 is revision 6 itself. */
-    assert_int_equal(c, 6);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM log WHERE rev < 6"), 1);
+    /* Revisions base+1..base+5: a1, a2, gone, its tombstone, b1; a3 is c. */
+    assert_int_equal(c, f->base + 6);
+    if (!ETCD) {
+        /* The sweep runs in the background; wait until it removed the superseded rows. */
+        for (int i = 0; i < 200 && count_rows(f->path, "SELECT count(*) FROM log WHERE rev < 6") > 1; i++)
+            usleep(10000);
+        /* Only b1 (newest row of "/c/b" at c = 6) is still needed. */
+        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM log WHERE rev < 6"), 1);
+    }
     assert_int_equal(s->ops->list(s, "/c/", c, NULL, 0, &l, NULL, NULL, NULL), 0);
     assert_int_equal(l.n, before.n);
     for (size_t i = 0; i < l.n; i++) {
@@ -624,6 +735,7 @@ static void test_compaction(void **state)
     assert_int_equal(s->ops->list(s, "/c/", c - 1, NULL, 0, &l, NULL, NULL, NULL), KC_ECOMPACTED);
 }
 
+#ifndef KC_TEST_ETCD /* file growth is a SQLite matter */
 static off_t db_size(struct fx *f)
 {
     struct stat st;
@@ -708,6 +820,7 @@ static void test_growth_bounded(void **state)
     assert_true(count_rows(f->path, "SELECT count(*) FROM log") < 3000);
     (void)rounds;
 }
+#endif
 
 #define NT 8
 struct ctr_arg {
@@ -764,6 +877,7 @@ static void test_concurrent_writers(void **state)
     kc_store_close(f->s);
     struct kc_sqlite_opts o = {.compact_interval_s = -1, .max_batch = 3};
     struct kc_store *s = f->s = open_store(f, &o);
+    assert_int_equal(s->ops->current_rev(s), f->base);
     kc_rev_t base = create_ok(s, "/conc/counter", "0");
     pthread_t th[NT];
     static struct ctr_arg args[NT];
@@ -794,11 +908,19 @@ static void test_reopen(void **state)
     kc_rev_t r2 = create_ok(s, "/r/b", "B");
     del_ok(s, "/r/b");
     kc_rev_t cur = s->ops->current_rev(s);
-    /* A second store on the same file would reuse revisions: refused. */
-    struct kc_store *twice = NULL;
-    struct kc_err err = {0};
-    assert_int_equal(kc_store_sqlite_open(f->path, NULL, &twice, &err), KC_EIO);
-    assert_null(twice);
+    if (!ETCD) {
+        /* A second store on the same file would reuse revisions: refused. */
+        struct kc_store *twice = NULL;
+        struct kc_err err = {0};
+        assert_int_equal(kc_store_sqlite_open(f->path, NULL, &twice, &err), KC_EIO);
+        assert_null(twice);
+    } else {
+        /* Several stores (API servers) on one etcd share its revisions. */
+        struct kc_store *twice = open_store(f, NULL);
+        check_get(twice, "/r/a", "A", r1, r1);
+        assert_int_equal(twice->ops->current_rev(twice), cur);
+        kc_store_close(twice);
+    }
     kc_store_close(s);
     f->s = s = open_store(f, NULL);
     assert_int_equal(s->ops->current_rev(s), cur);
@@ -861,7 +983,7 @@ static void test_crash_kill9(void **state)
     if (pid == 0) {
         close(p[0]);
         struct kc_store *s;
-        if (kc_store_sqlite_open(f->path, NULL, &s, NULL) != 0)
+        if (raw_open(f, NULL, &s, NULL) != 0)
             _exit(2);
         pthread_t th[4];
         struct crash_arg a[4];
@@ -914,14 +1036,152 @@ static void test_crash_kill9(void **state)
     struct kc_watch *w;
     assert_int_equal(s->ops->watch(s, "", 1, rec_cb, NULL, &all, &w, NULL), 0);
     s->ops->unwatch(s, w);
-    assert_int_equal(all.n, (size_t)cur);
-    assert_consecutive(&all, 1);
+    assert_int_equal(all.n, (size_t)(cur - f->base));
+    assert_consecutive(&all, f->base + 1);
     rec_free(&all);
     assert_int_equal(create_ok(s, "/after-crash", "x"), cur + 1);
     fprintf(stderr, "crash: %zu acknowledged before kill, %lld committed\n", n, (long long)cur);
     free(keys);
     free(revs);
 }
+
+/* ---------- etcd only ---------- */
+#ifdef KC_TEST_ETCD
+
+/* A custom prefix replaces "/registry"; other keys have no etcd form. */
+static void test_etcd_prefix(void **state)
+{
+    struct fx *f = *state;
+    struct kc_store *raw = f->s, *p = NULL;
+    struct kc_etcd_opts o = {.prefix = "/kc-test/", .compaction_interval_s = -1};
+    assert_int_equal(kc_store_etcd_open(f->url, &o, &p, NULL), 0);
+    struct rec r;
+    rec_init(&r);
+    struct kc_watch *w;
+    assert_int_equal(p->ops->watch(p, "/registry/pods/", 0, rec_cb, rec_end, &r, &w, NULL), 0);
+    kc_rev_t r1 = create_ok(p, "/registry/pods/ns/a", "A");
+    check_get(raw, "/kc-test/pods/ns/a", "A", r1, r1); /* as etcd stores it */
+    kc_rev_t r2 = create_ok(raw, "/kc-test/pods/ns/b", "B");
+    create_ok(raw, "/registry/pods/ns/c", "not under the prefix");
+    create_ok(raw, "/kc-testx/pods/ns/d", "neither");
+    create_ok(raw, "/kc-tes", "shorter");
+    const char *items[] = {"/registry/pods/ns/a", "A", "/registry/pods/ns/b", "B"};
+    expect_list(p, "/registry/pods/", 0, items, 2);
+    /* The mapping is plain string replacement: "/kc-testx/..." is "/registryx/...". */
+    const char *all[] = {"/registry/pods/ns/a", "A", "/registry/pods/ns/b", "B", "/registryx/pods/ns/d", "neither"};
+    expect_list(p, "", 0, all, 3);
+    expect_list(p, "/other/", 0, NULL, 0);
+    check_get(p, "/registry/pods/ns/b", "B", r2, r2);
+    assert_int_equal(kc_store_create(p, "/other", "x", 1, NULL, NULL), KC_EINVAL);
+    /* The stream of the prefixed store saw only its own key space. */
+    for (int i = 0; i < 500 && r.n < 2; i++)
+        usleep(10000);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.ev[0].key, "/registry/pods/ns/a");
+    assert_string_equal(r.ev[1].key, "/registry/pods/ns/b");
+    assert_int_equal(r.ev[1].rev, r2);
+    p->ops->unwatch(p, w);
+    kc_store_close(p);
+    rec_free(&r);
+}
+
+/* Endpoints that cannot be reached are skipped; all the URL forms parse. */
+static void test_etcd_failover(void **state)
+{
+    struct fx *f = *state;
+    int dead = free_port();
+    char eps[256];
+    snprintf(eps, sizeof eps, "http://127.0.0.1:%d,%s", dead, f->url);
+    struct kc_etcd_opts o = {.compaction_interval_s = -1, .dial_timeout_ms = 300};
+    struct kc_store *s = NULL;
+    struct kc_err err = {0};
+    assert_int_equal(kc_store_etcd_open(eps, &o, &s, &err), 0);
+    struct rec r;
+    rec_init(&r);
+    struct kc_watch *w;
+    assert_int_equal(s->ops->watch(s, "", 0, rec_cb, rec_end, &r, &w, NULL), 0);
+    kc_rev_t r1 = create_ok(s, "/fo/a", "1");
+    assert_int_equal(r.n, 1);
+    check_get(s, "/fo/a", "1", r1, r1);
+    s->ops->unwatch(s, w);
+    kc_store_close(s);
+    rec_free(&r);
+    snprintf(eps, sizeof eps, "etcd://127.0.0.1:%d,127.0.0.1:%d", dead, f->client_port);
+    assert_int_equal(kc_store_etcd_open(eps, &o, &s, &err), 0);
+    check_get(s, "/fo/a", "1", r1, r1);
+    kc_store_close(s);
+    snprintf(eps, sizeof eps, "http://127.0.0.1:%d", dead);
+    s = NULL;
+    assert_int_equal(kc_store_etcd_open(eps, &o, &s, &err), KC_EIO);
+    assert_null(s);
+    assert_string_equal(err.reason, "ServiceUnavailable");
+}
+
+/* A watch survives etcd going away: it resumes after the last revision it
+ * delivered, with no gap and no duplicate. */
+static void test_etcd_watch_resume(void **state)
+{
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
+    struct rec r, h;
+    rec_init(&r);
+    rec_init(&h);
+    struct kc_watch *w, *hw;
+    assert_int_equal(s->ops->watch(s, "/wr/", 0, rec_cb, rec_end, &r, &w, NULL), 0);
+    kc_rev_t r1 = create_ok(s, "/wr/a", "1");
+    assert_int_equal(s->ops->watch(s, "/wr/", r1, rec_cb, rec_end, &h, &hw, NULL), 0);
+    assert_int_equal(h.n, 1);
+    stop_etcd(f);
+    assert_int_equal(kc_store_create(s, "/wr/b", "2", 1, NULL, NULL), KC_EIO);
+    assert_int_equal(start_etcd(f), 0);
+    kc_rev_t r2 = create_ok(s, "/wr/b", "2");
+    kc_rev_t r3 = update_ok(s, "/wr/a", "3", r1);
+    assert_int_equal(r2, r1 + 1); /* the failed create took nothing */
+    /* Writes wait for this store's watches, which reconnected meanwhile. */
+    assert_int_equal(r.n, 3);
+    assert_int_equal(h.n, 3);
+    assert_consecutive(&r, r1);
+    assert_consecutive(&h, r1);
+    assert_string_equal(r.ev[2].prev, "1");
+    assert_int_equal(r.ev[2].rev, r3);
+    assert_int_equal(r.ended, 0);
+    s->ops->unwatch(s, w);
+    s->ops->unwatch(s, hw);
+    rec_free(&r);
+    rec_free(&h);
+}
+
+/* Background compaction (kube-apiserver's scheme): each tick compacts to the
+ * revision seen at the previous tick; the coordination key stays hidden. */
+static void test_etcd_background_compaction(void **state)
+{
+    struct fx *f = *state;
+    struct kc_etcd_opts o = {.compaction_interval_s = 1};
+    struct kc_store *s = NULL;
+    assert_int_equal(kc_store_etcd_open(f->url, &o, &s, NULL), 0);
+    kc_rev_t r1 = create_ok(s, "/bc/a", "1");
+    for (int i = 0; i < 50 && s->ops->compacted_rev(s) == 0; i++)
+        usleep(100000);
+    kc_rev_t c = s->ops->compacted_rev(s);
+    assert_true(c > r1); /* the first tick's txn came after r1 */
+    struct kc_kv_list l;
+    struct kc_err err = {0};
+    assert_int_equal(s->ops->list(s, "", r1, NULL, 0, &l, NULL, NULL, &err), KC_ECOMPACTED);
+    assert_string_equal(err.reason, "Expired");
+    const char *items[] = {"/bc/a", "1"};
+    expect_list(s, "", 0, items, 1); /* compact_rev_key is not ours */
+    struct rec r;
+    rec_init(&r);
+    struct kc_watch *w;
+    assert_int_equal(s->ops->watch(s, "", c, rec_cb, rec_end, &r, &w, &err), KC_ECOMPACTED);
+    kc_store_close(s);
+    /* Another store on the same etcd learns the compacted revision. */
+    s = open_store(f, NULL);
+    assert_true(s->ops->compacted_rev(s) >= c);
+    kc_store_close(s);
+    rec_free(&r);
+}
+#endif
 
 int main(void)
 {
@@ -934,11 +1194,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_replay_every_rev, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_live_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_ends_watches, setup, teardown),
+        /* SQLite: kill -9 of the process owning the store. etcd: kill -9 of
+         * the client mid-load; every acknowledged write must be in etcd. */
         cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
+#ifdef KC_TEST_ETCD
+        cmocka_unit_test_setup_teardown(test_etcd_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_watch_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_background_compaction, setup, teardown),
+#else
+        cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
