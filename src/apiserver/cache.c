@@ -19,6 +19,7 @@
 #include "apiserver/internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,23 @@ struct raw_ev {
     size_t len;
 };
 
+/* A writer waiting for the cache to reach its revision: each has its own condition variable so
+ * that a batch wakes only the writers it satisfies (a broadcast woke all of them every batch). */
+struct rev_waiter {
+    struct rev_waiter *next;
+    kc_rev_t rev;
+    pthread_cond_t cond;
+};
+
 struct kc_cache {
     struct kc_store *store;
+    struct rev_waiter *waiters;
     struct kc_storage *st;
     size_t nst;
     struct kc_watch *w;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;      /* queue non-empty / stop */
-    pthread_cond_t rev_cond;  /* global rev advanced */
     struct raw_ev *head, *tail;
     kc_rev_t rev;
     bool stop, dead;
@@ -279,7 +288,9 @@ static void *cache_thread(void *arg)
         pthread_mutex_lock(&c->mu);
         if (last > c->rev)
             c->rev = last;
-        pthread_cond_broadcast(&c->rev_cond);
+        for (struct rev_waiter *w = c->waiters; w; w = w->next)
+            if (w->rev <= c->rev)
+                pthread_cond_signal(&w->cond);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -323,7 +334,8 @@ static void ingest_end(void *ctx, int reason)
     kc_error("cache", "store watch ended (%d); the API server can no longer serve fresh reads", reason);
     pthread_mutex_lock(&c->mu);
     c->dead = true;
-    pthread_cond_broadcast(&c->rev_cond);
+    for (struct rev_waiter *w = c->waiters; w; w = w->next)
+        pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -349,7 +361,6 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
     c->st = calloc(kc_nresources, sizeof *c->st);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
-    pthread_cond_init(&c->rev_cond, NULL);
     for (size_t i = 0; i < kc_nresources; i++) {
         struct kc_resource *r = &kc_resources[i];
         struct kc_storage *st = NULL;
@@ -385,6 +396,8 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
             kc_map_put(&st->objs, l.items[i].key, ob, NULL);
     }
     kc_kv_list_release(&l);
+    /* the start-up list freed as much as the cache keeps: hand it back to the system */
+    malloc_trim(0);
     for (size_t j = 0; j < c->nst; j++)
         c->st[j].ring_start_rev = rev;
     c->rev = rev;
@@ -408,7 +421,8 @@ void kc_cache_stop(struct kc_cache *c)
     bool started = c->thread != 0;
     c->stop = true;
     pthread_cond_broadcast(&c->cond);
-    pthread_cond_broadcast(&c->rev_cond);
+    for (struct rev_waiter *w = c->waiters; w; w = w->next)
+        pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&c->mu);
     if (started)
         pthread_join(c->thread, NULL);
@@ -432,7 +446,6 @@ void kc_cache_stop(struct kc_cache *c)
     free(c->st);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
-    pthread_cond_destroy(&c->rev_cond);
     free(c);
 }
 
@@ -478,15 +491,26 @@ int kc_cache_wait(struct kc_cache *c, kc_rev_t rev, int timeout_ms)
     }
     int rc = 0;
     pthread_mutex_lock(&c->mu);
-    while (c->rev < rev && !c->dead) {
-        if (pthread_cond_timedwait(&c->rev_cond, &c->mu, &dl) == ETIMEDOUT) {
-            rc = -1;
+    if (c->rev >= rev) {
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    struct rev_waiter w = {.rev = rev, .next = c->waiters};
+    pthread_cond_init(&w.cond, NULL);
+    c->waiters = &w;
+    while (c->rev < rev && !c->dead && !c->stop) {
+        if (pthread_cond_timedwait(&w.cond, &c->mu, &dl) == ETIMEDOUT)
             break;
-        }
     }
     if (c->rev < rev)
         rc = -1;
+    for (struct rev_waiter **pp = &c->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == &w) {
+            *pp = w.next;
+            break;
+        }
     pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&w.cond);
     return rc;
 }
 

@@ -453,6 +453,14 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
         store_err(resp, res, name, rc, &err);
         return;
     }
+    /* the cache already holds the served bytes of this revision: answer with them */
+    struct kc_obj *o = res->from_storage ? NULL : kc_cache_get(res->storage, key);
+    if (o && o->rev == rev) {
+        kc_resp_raw(resp, 201, "application/json", strndup(o->json, o->len), o->len);
+        kc_obj_unref(o);
+        return;
+    }
+    kc_obj_unref(o);
     respond_obj(resp, 201, obj, rev);
 }
 

@@ -203,7 +203,7 @@ static int reader_open(struct sq_store *s, struct sq_reader **out, struct kc_err
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     int rc = open_conn(s->path, 0, &r->db, err);
     if (rc == 0)
-        rc = exec_sql(r->db, "PRAGMA query_only=1; PRAGMA mmap_size=268435456", err);
+        rc = exec_sql(r->db, "PRAGMA query_only=1; PRAGMA cache_size=-2048", err);
     if (rc == 0)
         rc = prep(r->db, "BEGIN", &r->begin, err);
     if (rc == 0)
@@ -1111,7 +1111,7 @@ static int writer_setup(struct sq_store *s, struct kc_err *err)
     /* FULL: the WAL is fsynced at every commit, so an acknowledged write
      * survives power loss; group commit pays that once per batch. */
     rc = exec_sql(s->wdb,
-                  "PRAGMA synchronous=FULL; PRAGMA cache_size=-65536; PRAGMA journal_size_limit=67108864;"
+                  "PRAGMA synchronous=FULL; PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864;"
                   "PRAGMA wal_autocheckpoint=1000",
                   err);
     if (rc == 0)
