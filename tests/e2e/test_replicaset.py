@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
+import urllib.request
 
 import harness
 
@@ -104,6 +106,26 @@ class ReplicaSetTest(harness.ServerTestCase):
             {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now}]}}
         self.api("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (ns, pod), body,
                  "application/merge-patch+json", want=200)
+
+    def watch_pods(self, ns):
+        """Counts ADDED/DELETED pod watch events of a namespace on a thread (the event recorder
+        rate-limits Events, so they cannot count creations)."""
+        counts = {"ADDED": 0, "DELETED": 0}
+        req = urllib.request.Request(self.server.url + "/api/v1/namespaces/%s/pods?watch=true&timeoutSeconds=40" % ns,
+                                     headers={"Authorization": "Bearer " + self.server.token()})
+        resp = urllib.request.urlopen(req, context=self.server.ssl_context(), timeout=60)
+
+        def run():
+            try:
+                for line in resp:
+                    ev = json.loads(line)
+                    if ev["type"] in counts:
+                        counts[ev["type"]] += 1
+            except Exception:
+                pass
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return counts
 
     def status_of(self, ns, name):
         return (self.rs(ns, name) or {}).get("status", {})
@@ -281,6 +303,33 @@ class ReplicaSetTest(harness.ServerTestCase):
         self.wait("team a pods collected", lambda: not self.pods(ns, "team%3Da"))
         self.assertEqual(len(self.pods(ns, "team%3Db")), 1)
         self.assertIsNotNone(self.rs(ns, "b1"))
+
+    def test_burst_creates_exactly(self):
+        """Expectations: a large scale-up under a storm of pod events creates exactly the missing pods."""
+        ns = self.ns("rs-burst")
+        counts = self.watch_pods(ns)
+        self.apply(ns, rs_yaml("many", 40))
+        self.wait_owned(ns, "many", 40)
+        self.k("scale", "-n", ns, "rs/many", "--replicas=25")
+        self.wait_owned(ns, "many", 25)
+        self.k("scale", "-n", ns, "rs/many", "--replicas=60")
+        self.wait_owned(ns, "many", 60)
+        time.sleep(1.5)
+        self.assertEqual(len(self.pods(ns)), 60)
+        self.assertEqual(dict(counts), {"ADDED": 75, "DELETED": 15})
+        self.wait("status replicas=60", lambda: self.status_of(ns, "many").get("replicas") == 60)
+
+    def test_deployment_chain(self):
+        """The collector follows Deployment → ReplicaSet → Pod chains, background and foreground."""
+        ns = self.ns("rs-chain")
+        for name, cascade in (("bgdep", "background"), ("fgdep", "foreground")):
+            self.k("create", "deployment", name, "-n", ns, "--image=nginx:1.25", "--replicas=2")
+            self.wait("%s pods" % name, lambda: len(self.pods(ns, "app%%3D%s" % name)) == 2)
+            self.k("delete", "deployment", name, "-n", ns, "--cascade=" + cascade)
+            self.wait("%s pods collected" % name, lambda: not self.pods(ns, "app%%3D%s" % name))
+            self.wait("%s replicasets collected" % name, lambda: not self.api(
+                "GET", "/apis/apps/v1/namespaces/%s/replicasets?labelSelector=app%%3D%s" % (ns, name),
+                want=200)[1]["items"])
 
 
 if __name__ == "__main__":
