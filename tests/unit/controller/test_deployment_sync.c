@@ -766,6 +766,55 @@ static void test_adopt_and_collision(void **state)
     assert_non_null(get("ReplicaSet", buf));
 }
 
+static void test_replica_failure_copied(void **state)
+{
+    (void)state;
+    new_deployment("web", 2, "nginx:1", ROLLING("1", "0"));
+    sync_key("web");
+    json_t *rs[2];
+    rsets(rs, 2);
+    int i = find("ReplicaSet", "ns", js(rs[0], "metadata.name"));
+    json_t *next = json_deep_copy(json_array_get(objs, (size_t)i));
+    json_object_set_new(next, "status",
+                        json_pack("{s:i, s:[{s:s, s:s, s:s, s:s, s:s}]}", "replicas", 0, "conditions", "type",
+                                  "ReplicaFailure", "status", "True", "reason", "FailedCreate", "message",
+                                  "pods \"web-x\" is forbidden: exceeded quota", "lastTransitionTime",
+                                  "2026-01-01T00:00:00Z"));
+    replace_at(i, next);
+    sync_key("web");
+    json_t *c = dcond("web", "ReplicaFailure");
+    assert_non_null(c);
+    assert_string_equal(js(c, "reason"), "FailedCreate");
+    assert_string_equal(js(c, "message"), "pods \"web-x\" is forbidden: exceeded quota");
+    assert_string_equal(js(c, "lastUpdateTime"), "2026-01-01T00:00:00Z");
+    rsets(rs, 2);
+    rs_status(rs[0], 0); /* the failure cleared */
+    sync_key("web");
+    assert_null(dcond("web", "ReplicaFailure"));
+}
+
+static void test_empty_selector_and_deleting(void **state)
+{
+    (void)state;
+    new_deployment("all", 1, "nginx:1", ROLLING("1", "0"));
+    set_spec("all", "selector", json_object());
+    assert_int_equal(sync_key("all"), 0);
+    json_t *rs[2];
+    assert_int_equal(rsets(rs, 2), 0);
+    assert_true(has_event("SelectingAll", "This deployment is selecting all pods. A non-empty selector is required."));
+    assert_int_equal(ji(get("Deployment", "all"), "status.observedGeneration"), 2);
+
+    /* a Deployment being deleted only gets its status refreshed */
+    new_deployment("gone", 1, "nginx:1", ROLLING("1", "0"));
+    int i = find("Deployment", "ns", "gone");
+    json_t *d = json_deep_copy(json_array_get(objs, (size_t)i));
+    json_object_set_new(obj_at(d, "metadata"), "deletionTimestamp", json_string("2026-01-01T00:00:00Z"));
+    replace_at(i, d);
+    assert_int_equal(sync_key("gone"), 0);
+    assert_int_equal(rsets(rs, 2), 0);
+    assert_int_equal(ji(get("Deployment", "gone"), "status.observedGeneration"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +828,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proportional_scale_mid_rollout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_and_collision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_failure_copied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_selector_and_deleting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
