@@ -23,8 +23,8 @@ static int usage(FILE *f)
                "  --sim-node-template FILE   YAML/JSON: capacity, allocatable, labels, annotations, taints\n"
                "  --node-name-prefix P       node names P-0, P-1, ... (default sim)\n"
                "  --node-lease-renew-interval SECONDS  (default 10)\n"
-               "  --kube-api-qps Q           client-side rate limit (default 50; 0 = none)\n"
-               "  --kube-api-burst B         (default 100)\n\n"
+               "  --kube-api-qps Q           client-side rate limit (default 50 per node; 0 = none)\n"
+               "  --kube-api-burst B         (default 100 per node)\n\n"
                "Per-pod annotations: sim.kubec.io/fail=image-pull|crash, sim.kubec.io/start-delay=2s\n");
     return f == stdout ? 0 : 2;
 }
@@ -43,8 +43,8 @@ int kc_agent_main(int argc, char **argv)
 {
     struct kc_agent_opts o = {.sim_nodes = 0, .sim_profile = "fast", .node_name_prefix = "sim", .lease_renew_s = 10};
     const char *kubeconfig = NULL;
-    double qps = 50;
-    int burst = 100;
+    double qps = -1; /* default: 50 per node, as N upstream kubelets (kubeAPIQPS 50, kubeAPIBurst 100) */
+    int burst = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help"))
@@ -95,6 +95,10 @@ int kc_agent_main(int argc, char **argv)
         fprintf(stderr, "kubec agent: --kubeconfig and --sim-nodes are required\n");
         return usage(stderr);
     }
+    if (qps < 0)
+        qps = 50.0 * o.sim_nodes;
+    if (burst < 0)
+        burst = o.sim_nodes > 1000 ? 100000 : 100 * o.sim_nodes;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

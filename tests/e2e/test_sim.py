@@ -10,8 +10,8 @@ controller — a stopped agent's nodes going Unknown with the unreachable taints
 KUBEC_AGENT_CMD (optional, space separated) replaces `kubec agent` (e.g. a development driver);
 KUBEC_E2E_NLC_CMD (optional) starts an external node lifecycle controller with the kubeconfig appended.
 """
-import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -104,8 +104,8 @@ class SimAgentTest(unittest.TestCase):
 
     # ---- helpers ----
 
-    def start_agent(self, nodes, profile="fast", prefix="sim"):
-        a = Agent(self.server, nodes, profile, prefix)
+    def start_agent(self, nodes, profile="fast", prefix="sim", extra=()):
+        a = Agent(self.server, nodes, profile, prefix, extra)
         self.agents.append(a)
         self.wait(lambda: all(self.node_ready(self.node("%s-%d" % (prefix, i))) for i in range(nodes)),
                   "nodes %s-* Ready" % prefix, agent=a)
@@ -253,6 +253,35 @@ class SimAgentTest(unittest.TestCase):
 
         self.assertEqual(a.stop(), 0, a.read_log()[-2000:])
 
+    def test_node_template_and_realistic_profile(self):
+        tmpl = os.path.join(self.server.data_dir, "node-template.yaml")
+        with open(tmpl, "w") as f:
+            f.write("capacity:\n  cpu: 8\n  memory: 32Gi\nlabels:\n  node-role.kubernetes.io/worker: \"\"\n"
+                    "taints:\n- key: dedicated\n  value: gpu\n  effect: NoSchedule\n")
+        a = self.start_agent(2, "realistic", "tp", extra=["--sim-node-template", tmpl])
+        n = self.node("tp-1")
+        self.assertEqual((n["status"]["capacity"]["cpu"], n["status"]["capacity"]["memory"]), ("8", "32Gi"))
+        self.assertEqual(n["status"]["allocatable"]["cpu"], "8")
+        self.assertEqual(n["status"]["capacity"]["pods"], "110")
+        self.assertIn("node-role.kubernetes.io/worker", n["metadata"]["labels"])
+        self.assertEqual(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "zone-b")
+        self.assertEqual(n["spec"]["taints"], [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])
+        self.assertRegex(self.k("get", "nodes", "tp-0").stdout, r"tp-0\s+Ready\s+worker")
+        # realistic: a pull of 200-800 ms shows up in the Pulled event; the start-delay annotation holds the pod
+        self.make_pod("slow", "nginx:1.27", node="tp-0", annotations={"sim.kubec.io/start-delay": "3s"})
+        self.wait(lambda: self.waiting_reason(self.pod("slow")) == "ContainerCreating", "ContainerCreating")
+        t0 = time.time()
+        self.wait(lambda: (self.pod("slow") or {}).get("status", {}).get("phase") == "Running", "slow Running",
+                  timeout=15)
+        self.assertGreater(time.time() - t0, 1.5)
+        pulled = [e["message"] for e in self.events_for("slow") if e["reason"] == "Pulled"]
+        self.assertEqual(len(pulled), 1)
+        m = re.search(r" in (\d+)ms |in ([\d.]+)s ", pulled[0])
+        took = int(m.group(1)) if m and m.group(1) else float(m.group(2)) * 1000 if m else -1
+        self.assertTrue(150 <= took <= 3000, pulled)
+        self.api("DELETE", "/api/v1/namespaces/default/pods/slow", want=200)
+        self.assertEqual(a.stop(), 0)
+
     def test_image_pull_backoff(self):
         a = self.start_agent(1, "image-pull-fail", "ipf")
         self.make_pod("ipf", "registry.example/none:1", node="ipf-0")
@@ -349,6 +378,7 @@ class NodeLifecycleTest(SimAgentTest):
     test_nodes_pod_lifecycle_and_lease = None
     test_image_pull_backoff = None
     test_crashloop = None
+    test_node_template_and_realistic_profile = None
 
 
 if __name__ == "__main__":
