@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "apiserver/apiserver.h"
+#include "controller/controller.h"
+#include "scheduler/scheduler.h"
 
 struct kc_cmd {
     const char *name;
@@ -19,7 +21,9 @@ static int cmd_version(int argc, char **argv)
 }
 
 static const struct kc_cmd cmds[] = {
-    {"server", kc_server_main, "run the API server with its embedded store"},
+    {"server", kc_server_main, "run the API server with its embedded store (and, as threads, the controllers and scheduler)"},
+    {"controller-manager", kc_controller_manager_main, "run the controllers against an API server (--kubeconfig)"},
+    {"scheduler", kc_scheduler_main, "run the scheduler against an API server (--kubeconfig)"},
     {"version", cmd_version, "print the version"},
 };
 
@@ -27,7 +31,7 @@ static int usage(FILE *f)
 {
     fprintf(f, "Usage: kubec <command> [flags]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].help);
+        fprintf(f, "  %-20s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\nRun 'kubec <command> --help' for a command's flags.\n");
     return f == stdout ? 0 : 2;
 }

@@ -423,7 +423,8 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
         json_object_set_new(meta, "generation", json_integer(1));
     else
         json_object_del(meta, "generation");
-    if (res->subresources & KC_SUB_STATUS)
+    /* status is the server's on create, except a Node's: kubelets register with capacity (as upstream) */
+    if ((res->subresources & KC_SUB_STATUS) && strcmp(res->kind, "Node"))
         json_object_del(obj, "status");
     struct kc_err err = {0};
     if (kc_admission_mutate(srv, res, obj, NULL, &err)) {

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client/client.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -206,6 +207,8 @@ struct kc_server_opts {
     int idle_timeout_s;
     char metrics_listen[128];
     int event_ttl_s;
+    char **disable;   /* NULL-terminated component names not to run in-process */
+    int concurrent_deployment_syncs, concurrent_replicaset_syncs, deployment_sync_period_s;
 };
 
 struct kc_server {
@@ -216,6 +219,8 @@ struct kc_server {
     atomic_int inflight, inflight_mut;
     atomic_bool stopping;
     char server_url[320];
+    struct kc_client *comp_client[8]; /* in-process components (server.c) and their clients */
+    void *comp_handle[8];
     pthread_t ns_thread;
     pthread_mutex_t ns_mu;
     pthread_cond_t ns_cond;

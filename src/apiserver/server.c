@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/inproc.h"
+#include "scheduler/scheduler.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
 #include "util/log.h"
@@ -54,6 +55,10 @@ static const char usage[] =
     "  --idle-timeout SECONDS         close idle keep-alive connections after this (default 300; watches exempt)\n"
     "  --metrics-listen ADDR:PORT     also serve /metrics (and health) over plain HTTP without authentication\n"
     "  --event-ttl DURATION           how long Events are kept after their last occurrence (default 1h; e.g. 30m, 90s)\n"
+    "  --disable LIST                 components not to run in this process: controller-manager,scheduler\n"
+    "  --concurrent-deployment-syncs N  deployment controller workers (default 5, as upstream)\n"
+    "  --concurrent-replicaset-syncs N  replicaset controller workers (default 5, as upstream)\n"
+    "  --deployment-controller-sync-period DURATION  deployment resync period (default 30s)\n"
     "  -h, --help                     show this help\n";
 
 static volatile sig_atomic_t dummy;
@@ -187,6 +192,18 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
                 fprintf(stderr, "kubec server: --event-ttl %s: expected a duration like 1h, 30m, 90s\n", v);
                 return -1;
             }
+        } else if ((v = flag_val(argc, argv, &i, "--disable")))
+            o->disable = split_list(v);
+        else if ((v = flag_val(argc, argv, &i, "--concurrent-deployment-syncs")))
+            o->concurrent_deployment_syncs = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--concurrent-replicaset-syncs")))
+            o->concurrent_replicaset_syncs = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--deployment-controller-sync-period"))) {
+            o->deployment_sync_period_s = parse_duration(v);
+            if (o->deployment_sync_period_s < 0) {
+                fprintf(stderr, "kubec server: --deployment-controller-sync-period %s: expected a duration\n", v);
+                return -1;
+            }
         } else if ((v = flag_val(argc, argv, &i, "--metrics-listen")))
             snprintf(o->metrics_listen, sizeof o->metrics_listen, "%s", v);
         else {
@@ -261,6 +278,85 @@ static void seed(struct kc_server *srv)
     json_decref(s);
 }
 
+/* ---------- components running as threads of the server ----------
+ * Each talks to the API only through its own in-process client (src/client/inproc.h), exactly as it
+ * would over HTTP as a separate process. Started after the store and cache, stopped before them. */
+
+static int comp_cm_start(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err)
+{
+    struct kc_cm_opts o;
+    kc_cm_opts_default(&o);
+    if (srv->opts.concurrent_deployment_syncs > 0)
+        o.concurrent_deployment_syncs = srv->opts.concurrent_deployment_syncs;
+    if (srv->opts.concurrent_replicaset_syncs > 0)
+        o.concurrent_replicaset_syncs = srv->opts.concurrent_replicaset_syncs;
+    if (srv->opts.deployment_sync_period_s > 0)
+        o.deployment_sync_period_s = srv->opts.deployment_sync_period_s;
+    struct kc_cm *cm = NULL;
+    int rc = kc_cm_start(c, &o, &cm, err);
+    *out = cm;
+    return rc;
+}
+static void comp_cm_stop(void *p) { kc_cm_stop(p); }
+
+static int comp_sched_start(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err)
+{
+    (void)srv;
+    struct kc_sched_opts o = {.scheduler_name = "default-scheduler", .bind_workers = 16};
+    struct kc_scheduler *s = NULL;
+    int rc = kc_scheduler_start(c, &o, &s, err);
+    *out = s;
+    return rc;
+}
+static void comp_sched_stop(void *p) { kc_scheduler_stop(p); }
+
+struct component {
+    const char *name, *user_agent;
+    int (*start)(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err);
+    void (*stop)(void *);
+};
+
+static const struct component components[] = {
+    {"controller-manager", "kube-controller-manager/kubec", comp_cm_start, comp_cm_stop},
+    {"scheduler", "kube-scheduler/kubec", comp_sched_start, comp_sched_stop},
+};
+#define NCOMP (sizeof components / sizeof components[0])
+
+static bool disabled(struct kc_server *srv, const char *name)
+{
+    for (size_t i = 0; srv->opts.disable && srv->opts.disable[i]; i++)
+        if (!strcmp(srv->opts.disable[i], name))
+            return true;
+    return false;
+}
+
+static void start_components(struct kc_server *srv)
+{
+    for (size_t i = 0; i < NCOMP; i++) {
+        if (disabled(srv, components[i].name))
+            continue;
+        struct kc_err err = {0};
+        srv->comp_client[i] = kc_client_inproc_new(srv, 0, 0, components[i].user_agent);
+        if (!srv->comp_client[i] || components[i].start(srv, srv->comp_client[i], &srv->comp_handle[i], &err)) {
+            kc_error("apiserver", "%s: %s", components[i].name, err.message[0] ? err.message : "cannot start");
+            kc_client_free(srv->comp_client[i]);
+            srv->comp_client[i] = NULL;
+            srv->comp_handle[i] = NULL;
+        }
+    }
+}
+
+static void stop_components(struct kc_server *srv)
+{
+    for (size_t i = NCOMP; i-- > 0;) {
+        if (srv->comp_handle[i])
+            components[i].stop(srv->comp_handle[i]);
+        kc_client_free(srv->comp_client[i]);
+        srv->comp_handle[i] = NULL;
+        srv->comp_client[i] = NULL;
+    }
+}
+
 int kc_server_main(int argc, char **argv)
 {
     double t0 = kc_mono_now();
@@ -328,20 +424,14 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     seed(srv);
-    struct kc_client *cm_client = kc_client_inproc_new(srv, 0, 0, "kube-controller-manager/kubec");
-    struct kc_cm_opts cm_opts;
-    kc_cm_opts_default(&cm_opts);
-    struct kc_cm *cm = NULL;
-    if (!cm_client || kc_cm_start(cm_client, &cm_opts, &cm, &err))
-        kc_error("apiserver", "controller manager: %s", cm_client ? err.message : "no in-process client");
+    start_components(srv);
     kc_apimetrics_attach(srv);
     kc_nsctl_start(srv);
     void *http = kc_http_start(srv, (struct sockaddr *)&ss, pki.cert_pem, pki.key_pem);
     if (!http) {
         kc_error("apiserver", "cannot listen on %s (address in use?)", srv->opts.listen);
         srv->stopping = true;
-        kc_cm_stop(cm);
-        kc_client_free(cm_client);
+        stop_components(srv);
         kc_nsctl_stop(srv);
         kc_cache_stop(srv->cache);
         kc_store_close(srv->store);
@@ -368,8 +458,7 @@ int kc_server_main(int argc, char **argv)
     kc_cache_wake_all(srv->cache); /* ends watch streams promptly */
     kc_http_stop(http);
     kc_http_stop(plain);
-    kc_cm_stop(cm);
-    kc_client_free(cm_client);
+    stop_components(srv);
     kc_nsctl_stop(srv);
     kc_apimetrics_detach(srv);
     kc_cache_stop(srv->cache);
@@ -381,6 +470,9 @@ int kc_server_main(int argc, char **argv)
     for (size_t i = 0; srv->opts.watch_cache_sizes && srv->opts.watch_cache_sizes[i]; i++)
         free(srv->opts.watch_cache_sizes[i]);
     free(srv->opts.watch_cache_sizes);
+    for (size_t i = 0; srv->opts.disable && srv->opts.disable[i]; i++)
+        free(srv->opts.disable[i]);
+    free(srv->opts.disable);
     kc_pki_release(&pki);
     free(srv);
     (void)dummy;
