@@ -276,6 +276,7 @@ static void sync_pod(struct kc_agent *a, const char *key)
         if (!rc) {
             json_decref(e->written);
             e->written = json_incref(st);
+            kc_wq_forget(a->q, key);
         } else if (rc != KC_ENOTFOUND) {
             kc_wq_add_rate_limited(a->q, key);
         }

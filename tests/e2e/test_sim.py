@@ -359,6 +359,15 @@ class NodeLifecycleTest(SimAgentTest):
 
     def test_nodes_go_unknown_then_recover(self):
         a = self.start_agent(2, "fast", "lc")
+        # one pod tolerates unreachable nodes for 1 s only, one has no toleration (300 s by default)
+        self.api("POST", "/api/v1/namespaces/default/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "short"},
+            "spec": {"nodeName": "lc-0", "containers": [{"name": "web", "image": "nginx:1.25"}],
+                     "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                      "effect": "NoExecute", "tolerationSeconds": 1}]}}, want=201)
+        self.make_pod("long", "nginx:1.25", node="lc-0")
+        self.wait(lambda: all((self.pod(n) or {}).get("status", {}).get("phase") == "Running" for n in ("short", "long")),
+                  "pods Running", agent=a)
         self.assertEqual(a.stop(), 0)
         self.agents.remove(a)
 
@@ -371,6 +380,13 @@ class NodeLifecycleTest(SimAgentTest):
         self.wait(unknown, "node lc-0 Unknown with unreachable taints", timeout=GRACE + 20)
         self.assertEqual(self.cond(self.node("lc-0"), "Ready").get("reason"), "NodeStatusUnknown")
         self.assertRegex(self.k("get", "nodes", "lc-1").stdout, r"lc-1\s+NotReady")
+        self.wait(lambda: (self.pod("short") or {}).get("metadata", {}).get("deletionTimestamp") or
+                  self.pod("short") is None, "pod with tolerationSeconds 1 evicted", timeout=15)
+        long = self.pod("long")
+        self.assertIsNotNone(long)
+        self.assertNotIn("deletionTimestamp", long["metadata"])
+        evs = [e["message"] for e in self.events_for("short") if e["reason"] == "TaintManagerEviction"]
+        self.assertEqual(evs, ["Marking for deletion Pod default/short"])
         self.start_agent(2, "fast", "lc")
         self.wait(lambda: not (self.node("lc-0")["spec"].get("taints")), "taints removed", timeout=GRACE + 20)
 
