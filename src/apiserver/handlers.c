@@ -351,6 +351,81 @@ static int delete_key(struct kc_server *srv, const struct kc_resource *res, cons
     return rc;
 }
 
+/* ---------- creation timeline stamps ----------
+ * Pods, ReplicaSets and Deployments carry the annotation kubec.io/timeline: a JSON object of stage →
+ * RFC 3339 time with microseconds, written by the owner of each stage (docs/timeline.md). The API
+ * server stamps "created" on create and "scheduled" on binding; status writers (the agent, the
+ * deployment controller) may add stages through the status subresource, which otherwise ignores
+ * metadata changes. */
+#define KC_TIMELINE_ANN "kubec.io/timeline"
+
+static bool timeline_kind(const struct kc_resource *res)
+{
+    return (!*res->group && !strcmp(res->kind, "Pod")) ||
+           (!strcmp(res->group, "apps") && (!strcmp(res->kind, "ReplicaSet") || !strcmp(res->kind, "Deployment")));
+}
+
+/* fresh: start a new timeline (on create: copied annotations, e.g. a ReplicaSet's from its Deployment,
+ * must not carry the owner's stages) */
+static void timeline_stamp(json_t *obj, const char *stage, bool fresh)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char now[40];
+    kc_time_rfc3339_micro(&ts, now, sizeof now);
+    json_t *meta = kc_jmeta(obj);
+    json_t *ann = json_object_get(meta, "annotations");
+    if (!json_is_object(ann)) {
+        ann = json_object();
+        json_object_set_new(meta, "annotations", ann);
+    }
+    json_t *tl = fresh ? json_object()
+                       : json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
+    if (!json_is_object(tl)) {
+        json_decref(tl);
+        tl = json_object();
+    }
+    if (!json_object_get(tl, stage))
+        json_object_set_new(tl, stage, json_string(now));
+    char *s = kc_json_dump(tl, NULL);
+    json_object_set_new(ann, KC_TIMELINE_ANN, json_string(s ? s : "{}"));
+    free(s);
+    json_decref(tl);
+}
+
+/* Status writes may add timeline stages: merge the stages of next's annotation into cur's. */
+static void timeline_merge(json_t *next_status_obj, json_t *merged)
+{
+    json_t *ann_in = kc_jget(next_status_obj, "metadata.annotations");
+    const char *in = json_string_value(json_object_get(ann_in, KC_TIMELINE_ANN));
+    if (!in)
+        return;
+    json_t *add = json_loads(in, 0, NULL);
+    if (!json_is_object(add)) {
+        json_decref(add);
+        return;
+    }
+    json_t *meta = kc_jmeta(merged);
+    json_t *ann = json_object_get(meta, "annotations");
+    if (!json_is_object(ann)) {
+        ann = json_object();
+        json_object_set_new(meta, "annotations", ann);
+    }
+    json_t *tl = json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
+    if (!json_is_object(tl)) {
+        json_decref(tl);
+        tl = json_object();
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(add, k, v) if (json_is_string(v) && !json_object_get(tl, k)) json_object_set(tl, k, v);
+    char *s = kc_json_dump(tl, NULL);
+    json_object_set_new(ann, KC_TIMELINE_ANN, json_string(s ? s : "{}"));
+    free(s);
+    json_decref(tl);
+    json_decref(add);
+}
+
 /* ---------- create ---------- */
 
 static void gen_name(const char *prefix, char *out, size_t n)
@@ -423,6 +498,8 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
         json_object_set_new(meta, "generation", json_integer(1));
     else
         json_object_del(meta, "generation");
+    if (timeline_kind(res))
+        timeline_stamp(obj, "created", true);
     /* status is the server's on create, except a Node's: kubelets register with capacity (as upstream) */
     if ((res->subresources & KC_SUB_STATUS) && strcmp(res->kind, "Node"))
         json_object_del(obj, "status");
@@ -511,13 +588,16 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
             json_object_del(nm, keep[i]);
     }
     if (mode == UPD_STATUS) {
+        /* the status subresource changes status only (and timeline stages, see above) */
         json_t *st = json_incref(json_object_get(next, "status"));
-        json_t *nmeta = json_incref(nm);
+        json_t *sent = json_deep_copy(next);
+        json_t *copy = json_deep_copy(cur);
         json_object_clear(next);
-        json_object_update(next, cur);
-        /* status writers may change labels/annotations? upstream keeps old metadata */
-        (void)nmeta;
-        json_decref(nmeta);
+        json_object_update(next, copy);
+        json_decref(copy);
+        if (timeline_kind(res))
+            timeline_merge(sent, next);
+        json_decref(sent);
         if (st)
             json_object_set_new(next, "status", st);
         else
@@ -1520,6 +1600,7 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
     json_object_del(kc_jmeta(*next), "resourceVersion");
     json_t *spec = json_object_get(*next, "spec");
     json_object_set_new(spec, "nodeName", json_string(b->node));
+    timeline_stamp(*next, "scheduled", false);
     json_t *st = json_object_get(*next, "status");
     if (!json_is_object(st)) {
         st = json_object();
