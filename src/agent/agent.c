@@ -588,7 +588,7 @@ static int start_pods(struct kc_agent *a, struct kc_err *err)
         return rc;
     struct kc_informer_handlers h = {.ctx = a, .on_add = h_add, .on_update = h_update, .on_delete = h_delete};
     kc_informer_add_handlers(a->pods_inf, &h);
-    a->nworkers = DEFAULT_WORKERS;
+    a->nworkers = a->o.workers > 0 && a->o.workers <= 256 ? a->o.workers : DEFAULT_WORKERS;
     a->workers = calloc((size_t)a->nworkers, sizeof *a->workers);
     if (!a->workers)
         return kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");

@@ -20,6 +20,7 @@ struct kc_agent_opts {
     const char *sim_node_template; /* YAML/JSON file: capacity, labels, taints for every sim node (may be NULL) */
     const char *node_name_prefix;  /* sim node names: <prefix>-<i> (default "sim") */
     int lease_renew_s;             /* default 10 */
+    int workers;                   /* pod workers shared by all pods (default 8) */
 };
 
 struct kc_agent;

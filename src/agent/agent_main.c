@@ -23,6 +23,7 @@ static int usage(FILE *f)
                "  --sim-node-template FILE   YAML/JSON: capacity, allocatable, labels, annotations, taints\n"
                "  --node-name-prefix P       node names P-0, P-1, ... (default sim)\n"
                "  --node-lease-renew-interval SECONDS  (default 10)\n"
+               "  --pod-workers N            threads driving pods (default 8)\n"
                "  --kube-api-qps Q           client-side rate limit (default 50 per node; 0 = none)\n"
                "  --kube-api-burst B         (default 100 per node)\n\n"
                "Per-pod annotations: sim.kubec.io/fail=image-pull|crash, sim.kubec.io/start-delay=2s\n");
@@ -76,6 +77,8 @@ int kc_agent_main(int argc, char **argv)
             o.node_name_prefix = val;
         else if (!strcmp(flag, "--node-lease-renew-interval"))
             bad = parse_int(val, 1, 3600, &o.lease_renew_s);
+        else if (!strcmp(flag, "--pod-workers"))
+            bad = parse_int(val, 1, 256, &o.workers);
         else if (!strcmp(flag, "--kube-api-burst"))
             bad = parse_int(val, 1, 100000, &burst);
         else if (!strcmp(flag, "--kube-api-qps")) {
