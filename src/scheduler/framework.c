@@ -502,29 +502,41 @@ static void add_reason(struct kc_filter_result *r, const char *why)
         r->reasons[r->n++] = why;
 }
 
-bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
-                    struct kc_filter_result *r)
+/* Each filter plugin: true = the node passes. They run in upstream's order and stop at the first failure. */
+typedef bool (*filter_fn)(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                          struct kc_filter_result *r);
+
+static bool f_unschedulable(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                            struct kc_filter_result *r)
 {
-    memset(r, 0, sizeof *r);
-    json_t *spec = json_object_get(p->json, "spec");
-    json_t *tols = json_object_get(spec, "tolerations");
-    /* NodeUnschedulable */
-    if (n->unschedulable) {
-        json_t *t = json_pack("{s:s,s:s}", "key", "node.kubernetes.io/unschedulable", "effect", "NoSchedule");
-        bool ok = tolerates(tols, t);
-        json_decref(t);
-        if (!ok) {
-            add_reason(r, "node(s) were unschedulable");
-            return false;
-        }
-    }
-    /* NodeName */
-    const char *want = jstr(spec, "nodeName");
+    (void)s;
+    if (!n->unschedulable)
+        return true;
+    json_t *t = json_pack("{s:s,s:s}", "key", "node.kubernetes.io/unschedulable", "effect", "NoSchedule");
+    bool ok = tolerates(json_object_get(json_object_get(p->json, "spec"), "tolerations"), t);
+    json_decref(t);
+    if (!ok)
+        add_reason(r, "node(s) were unschedulable");
+    return ok;
+}
+
+static bool f_nodename(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                       struct kc_filter_result *r)
+{
+    (void)s;
+    const char *want = jstr(json_object_get(p->json, "spec"), "nodeName");
     if (want && *want && strcmp(want, n->name)) {
         add_reason(r, "node(s) didn't match the requested node name");
         return false;
     }
-    /* TaintToleration */
+    return true;
+}
+
+static bool f_taints(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                     struct kc_filter_result *r)
+{
+    (void)s;
+    json_t *tols = json_object_get(json_object_get(p->json, "spec"), "tolerations");
     size_t i;
     json_t *t;
     json_array_foreach(n->taints, i, t)
@@ -542,12 +554,23 @@ bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const 
             return false;
         }
     }
-    /* NodeAffinity */
-    if (!pod_matches_node_affinity(p, n)) {
-        add_reason(r, "node(s) didn't match Pod's node affinity/selector");
-        return false;
-    }
-    /* NodeResourcesFit */
+    return true;
+}
+
+static bool f_nodeaffinity(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                           struct kc_filter_result *r)
+{
+    (void)s;
+    if (pod_matches_node_affinity(p, n))
+        return true;
+    add_reason(r, "node(s) didn't match Pod's node affinity/selector");
+    return false;
+}
+
+static bool f_resources(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                        struct kc_filter_result *r)
+{
+    (void)s;
     if (n->used.pods + 1 > n->alloc.pods)
         add_reason(r, "Too many pods");
     if (p->req.cpu_m && n->used.cpu_m + p->req.cpu_m > n->alloc.cpu_m)
@@ -556,11 +579,15 @@ bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const 
         add_reason(r, "Insufficient memory");
     if (p->req.eph && n->used.eph + p->req.eph > n->alloc.eph)
         add_reason(r, "Insufficient ephemeral-storage");
-    if (r->n)
-        return false;
-    /* PodTopologySpread (DoNotSchedule) */
+    return r->n == 0;
+}
+
+static bool f_spread(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                     struct kc_filter_result *r)
+{
+    size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(spec, "topologySpreadConstraints"), i, c)
+    json_array_foreach(json_object_get(json_object_get(p->json, "spec"), "topologySpreadConstraints"), i, c)
     {
         const char *wu = jstr(c, "whenUnsatisfiable");
         if (wu && strcmp(wu, "DoNotSchedule"))
@@ -576,7 +603,15 @@ bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const 
             return false;
         }
     }
-    /* InterPodAffinity: required anti-affinity of the incoming pod */
+    return true;
+}
+
+static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                       struct kc_filter_result *r)
+{
+    size_t i;
+    json_t *t;
+    /* required anti-affinity of the incoming pod */
     json_array_foreach(affinity(p, "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"), i, t)
     {
         if (domain_has_match(s, n, t, p->ns, p->uid)) {
@@ -618,6 +653,38 @@ bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const 
         return false;
     }
     return true;
+}
+
+static const struct {
+    const char *name;
+    filter_fn fn;
+} filters[KC_NFILTERS] = {
+    {"NodeUnschedulable", f_unschedulable}, {"NodeName", f_nodename},         {"TaintToleration", f_taints},
+    {"NodeAffinity", f_nodeaffinity},       {"NodeResourcesFit", f_resources}, {"PodTopologySpread", f_spread},
+    {"InterPodAffinity", f_interpod},
+};
+
+const char *kc_filter_plugin_name(int i) { return i >= 0 && i < KC_NFILTERS ? filters[i].name : ""; }
+
+bool kc_filter_node_timed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                          struct kc_filter_result *r, double *plugin_s)
+{
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < KC_NFILTERS; i++) {
+        double t0 = plugin_s ? kc_mono_now() : 0;
+        bool ok = filters[i].fn(s, p, n, r);
+        if (plugin_s)
+            plugin_s[i] += kc_mono_now() - t0;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                    struct kc_filter_result *r)
+{
+    return kc_filter_node_timed(s, p, n, r, NULL);
 }
 
 /* ---------- scores ---------- */
@@ -828,7 +895,10 @@ static int select_victims(const struct kc_snapshot *s, const struct kc_spod *p, 
 
 void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
 {
+    bool timed = out->time_plugins;
     memset(out, 0, sizeof *out);
+    out->time_plugins = timed;
+    double t_filter = kc_mono_now();
     out->node = -1;
     out->nominated = -1;
     if (!s->n) {
@@ -846,7 +916,7 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
     int nfeasible = 0;
     for (size_t k = 0; k < s->n; k++) {
         size_t i = (start + k) % s->n;
-        if (kc_filter_node(s, p, &s->nodes[i], &fr[i])) {
+        if (kc_filter_node_timed(s, p, &s->nodes[i], &fr[i], timed ? out->plugin_s : NULL)) {
             feasible[i] = true;
             nfeasible++;
             raw_scores(s, p, &s->nodes[i], raw[i]);
@@ -855,7 +925,9 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
                 count_reason(rc, &nrc, fr[i].reasons[j]);
         }
     }
+    out->filter_s = kc_mono_now() - t_filter;
     if (nfeasible) {
+        double t_score = kc_mono_now();
         /* normalise plugins whose raw scores are not already 0..100 */
         double lo[SC_N], hi[SC_N];
         for (int j = 0; j < SC_N; j++) {
@@ -887,6 +959,7 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
             }
         }
         out->node = best_i;
+        out->score_s = kc_mono_now() - t_score;
         free(fr);
         free(feasible);
         free(raw);

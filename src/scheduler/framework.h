@@ -81,6 +81,12 @@ struct kc_filter_result {
     int n;
 };
 
+#define KC_NFILTERS 7
+/* Filter plugin i's upstream name ("NodeResourcesFit", ...). */
+const char *kc_filter_plugin_name(int i);
+/* Like kc_filter_node, adding each filter plugin's run time to plugin_s[i] (KC_NFILTERS entries). */
+bool kc_filter_node_timed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                          struct kc_filter_result *r, double *plugin_s);
 /* Runs every filter for pod p on node n. Returns true when the pod fits. */
 bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
                     struct kc_filter_result *r);
@@ -95,6 +101,10 @@ struct kc_sched_result {
     int nominated;
     struct kc_spod *victims[64];
     int nvictims;
+    /* timing: set time_plugins before the call to get per-filter-plugin times (sampled attempts) */
+    bool time_plugins;
+    double plugin_s[KC_NFILTERS];
+    double filter_s, score_s;
 };
 
 /* Filters all nodes, scores the feasible ones, picks the best (ties broken by rotating start index

@@ -25,6 +25,7 @@
 #include "scheduler/framework.h"
 #include "util/log.h"
 #include "util/map.h"
+#include "util/metrics.h"
 #include "util/timeutil.h"
 
 #define BACKOFF_INITIAL_S 1.0
@@ -72,7 +73,69 @@ struct kc_scheduler {
     int nbinders;
     struct kc_sched_stats st;
     struct kc_recorder *rec;
+    unsigned long attempts;
+    struct kc_family *m_pending, *m_attempts, *m_attempt_dur, *m_preempt, *m_plugin, *m_extpoint;
 };
+
+/* ---------- metrics (upstream names; pkg/scheduler/metrics) ---------- */
+
+static void sched_metrics_init(struct kc_scheduler *s)
+{
+    struct kc_registry *r = kc_registry_default();
+    double b[20];
+    static const char *q[] = {"queue", NULL};
+    static const char *rp[] = {"result", "profile", NULL};
+    static const char *pl[] = {"plugin", "extension_point", "status", NULL};
+    static const char *ep[] = {"extension_point", "status", "profile", NULL};
+    s->m_pending = kc_family_new(r, KC_GAUGE, "scheduler_pending_pods",
+                                 "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; "
+                                 "'backoff' means number of pods in backoffQ; 'unschedulable' means number of pods in "
+                                 "unschedulablePods that the scheduler attempted to schedule and failed; 'gated' is the "
+                                 "number of unschedulable pods that the scheduler never attempted to schedule because "
+                                 "they are gated.",
+                                 q, NULL, 0);
+    s->m_attempts = kc_family_new(r, KC_COUNTER, "scheduler_schedule_attempts_total",
+                                  "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod "
+                                  "could not be scheduled, while 'error' means an internal scheduler problem.",
+                                  rp, NULL, 0);
+    size_t nb = kc_buckets_exp(0.001, 2, 15, b);
+    s->m_attempt_dur = kc_family_new(r, KC_HISTOGRAM, "scheduler_scheduling_attempt_duration_seconds",
+                                     "Scheduling attempt latency in seconds (scheduling algorithm + binding)", rp, b, nb);
+    s->m_preempt = kc_family_new(r, KC_COUNTER, "scheduler_preemption_attempts_total",
+                                 "Total preemption attempts in the cluster till now", NULL, NULL, 0);
+    nb = kc_buckets_exp(0.00001, 1.5, 20, b);
+    s->m_plugin = kc_family_new(r, KC_HISTOGRAM, "scheduler_plugin_execution_duration_seconds",
+                                "Duration for running a plugin at a specific extension point.", pl, b, nb);
+    nb = kc_buckets_exp(0.0001, 2, 12, b);
+    s->m_extpoint = kc_family_new(r, KC_HISTOGRAM, "scheduler_framework_extension_point_duration_seconds",
+                                  "Latency for running all plugins of a specific extension point.", ep, b, nb);
+}
+
+static void sched_metrics_attempt(struct kc_scheduler *s, const struct kc_sched_result *r, double seconds)
+{
+    const char *result = r->node >= 0 ? "scheduled" : "unschedulable";
+    kc_metric_inc(s->m_attempts, 1, result, s->sched_name);
+    kc_metric_observe(s->m_attempt_dur, seconds, result, s->sched_name);
+    kc_metric_observe(s->m_extpoint, r->filter_s, "Filter", r->node >= 0 ? "Success" : "Unschedulable", s->sched_name);
+    if (r->node >= 0)
+        kc_metric_observe(s->m_extpoint, r->score_s, "Score", "Success", s->sched_name);
+    if (r->nominated >= 0)
+        kc_metric_inc(s->m_preempt, 1);
+    if (r->time_plugins)
+        for (int i = 0; i < KC_NFILTERS; i++)
+            kc_metric_observe(s->m_plugin, r->plugin_s[i], kc_filter_plugin_name(i), "Filter", "Success");
+}
+
+static void sched_collect(void *ctx)
+{
+    struct kc_sched_stats st;
+    struct kc_scheduler *s = ctx;
+    kc_scheduler_stats(s, &st);
+    kc_metric_set(s->m_pending, st.active, "active");
+    kc_metric_set(s->m_pending, st.backoff, "backoff");
+    kc_metric_set(s->m_pending, st.unschedulable, "unschedulable");
+    kc_metric_set(s->m_pending, 0, "gated");
+}
 
 static double now_s(void) { return kc_mono_now(); }
 
@@ -510,8 +573,11 @@ static void *sched_loop(void *arg)
             qent_free(e);
             continue;
         }
-        struct kc_sched_result r;
+        struct kc_sched_result r = {0};
+        r.time_plugins = (s->attempts++ % 10) == 0; /* per-plugin timing on 10% of attempts, as upstream samples */
+        double t_attempt = now_s();
         kc_schedule(&s->snap, p, &s->rr, &r);
+        sched_metrics_attempt(s, &r, now_s() - t_attempt);
         if (r.node >= 0) {
             /* assume: the pod counts on the node from now on */
             struct kc_snode *n = &s->snap.nodes[r.node];
@@ -577,6 +643,8 @@ int kc_scheduler_start(struct kc_client *c, const struct kc_sched_opts *o, struc
     kc_snapshot_init(&s->snap);
     kc_map_init(&s->q);
     s->rec = kc_recorder_new(c, s->sched_name, NULL);
+    sched_metrics_init(s);
+    kc_registry_on_collect(kc_registry_default(), sched_collect, s);
     struct kc_informer_opts no = {.group = "", .version = "v1", .plural = "nodes"};
     struct kc_informer_opts po = {.group = "", .version = "v1", .plural = "pods"};
     if (kc_informer_new(c, &no, &s->nodes, err) || kc_informer_new(c, &po, &s->pods, err)) {
@@ -603,6 +671,7 @@ void kc_scheduler_stop(struct kc_scheduler *s)
 {
     if (!s)
         return;
+    kc_registry_remove_collect(kc_registry_default(), sched_collect, s);
     pthread_mutex_lock(&s->mu);
     s->stop = true;
     pthread_cond_broadcast(&s->cond);

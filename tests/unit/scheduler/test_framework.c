@@ -140,7 +140,7 @@ static void test_least_allocated_prefers_empty_node(void **state)
     struct kc_spod *p = kc_spod_new(pj);
     json_decref(pj);
     for (unsigned rr = 0; rr < 4; rr++) {
-        struct kc_sched_result r;
+        struct kc_sched_result r = {0};
         unsigned k = rr;
         kc_schedule(&s, p, &k, &r);
         assert_int_equal(r.node, 1);
@@ -159,7 +159,7 @@ static void test_image_locality(void **state)
     json_t *pj = pod("p", "100m", 0, NULL);
     struct kc_spod *p = kc_spod_new(pj);
     json_decref(pj);
-    struct kc_sched_result r;
+    struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
     assert_string_equal(s.nodes[r.node].name, "warm");
@@ -192,7 +192,7 @@ static void test_topology_spread(void **state)
     assert_string_equal(r.reasons[0], "node(s) didn't match pod topology spread constraints (missing required label)");
     /* four pods in a row end 2 and 2 */
     for (int i = 0; i < 3; i++) {
-        struct kc_sched_result res;
+        struct kc_sched_result res = {0};
         unsigned rr = (unsigned)i;
         kc_schedule(&s, p, &rr, &res);
         assert_true(res.node >= 0);
@@ -238,7 +238,7 @@ static void test_failed_message_aggregates(void **state)
     json_t *pj = pod("p", "2", 0, "{\"spec\":{\"preemptionPolicy\":\"Never\"}}");
     struct kc_spod *p = kc_spod_new(pj);
     json_decref(pj);
-    struct kc_sched_result r;
+    struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
     assert_int_equal(r.node, -1);
@@ -262,7 +262,7 @@ static void test_preemption_picks_fewest_lowest(void **state)
     json_t *pj = pod("high", "1", 1000, NULL);
     struct kc_spod *p = kc_spod_new(pj);
     json_decref(pj);
-    struct kc_sched_result r;
+    struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
     assert_int_equal(r.node, -1);
