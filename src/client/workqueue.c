@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "util/map.h"
+#include "util/metrics.h"
 
 #define WQ_MAX_KEY 1024 /* longer keys are truncated; object keys are ≤ 317 bytes */
 
@@ -51,7 +52,29 @@ struct kc_wq {
     struct wq_key **heap;
     size_t heap_cap, heap_len;
     struct kc_wq_stats st;
+    /* Prometheus series of this queue (workqueue_* with name=<queue>), resolved once */
+    struct kc_series *m_depth, *m_adds, *m_retries, *m_queue_dur, *m_work_dur;
 };
+
+/* Upstream's workqueue metric families (k8s.io/client-go/util/workqueue, component-base/metrics). */
+static struct kc_family *f_depth, *f_adds, *f_retries, *f_queue_dur, *f_work_dur;
+static pthread_once_t wq_metrics_once = PTHREAD_ONCE_INIT;
+static void wq_metrics_init(void)
+{
+    struct kc_registry *r = kc_registry_default();
+    static const char *nm[] = {"name", NULL};
+    double b[10];
+    size_t nb = kc_buckets_exp(1e-8, 10, 10, b);
+    f_depth = kc_family_new(r, KC_GAUGE, "workqueue_depth", "Current depth of workqueue", nm, NULL, 0);
+    f_adds = kc_family_new(r, KC_COUNTER, "workqueue_adds_total", "Total number of adds handled by workqueue", nm,
+                           NULL, 0);
+    f_retries = kc_family_new(r, KC_COUNTER, "workqueue_retries_total", "Total number of retries handled by workqueue",
+                              nm, NULL, 0);
+    f_queue_dur = kc_family_new(r, KC_HISTOGRAM, "workqueue_queue_duration_seconds",
+                                "How long in seconds an item stays in workqueue before being requested.", nm, b, nb);
+    f_work_dur = kc_family_new(r, KC_HISTOGRAM, "workqueue_work_duration_seconds",
+                               "How long in seconds processing an item from workqueue takes.", nm, b, nb);
+}
 
 static double mono_now(void)
 {
@@ -75,6 +98,13 @@ struct kc_wq *kc_wq_new(const char *name, int base_ms, int max_ms)
     pthread_cond_init(&q->cond, &ca);
     pthread_condattr_destroy(&ca);
     kc_map_init(&q->keys);
+    pthread_once(&wq_metrics_once, wq_metrics_init);
+    const char *v[] = {q->name};
+    q->m_depth = kc_series_get(f_depth, v);
+    q->m_adds = kc_series_get(f_adds, v);
+    q->m_retries = kc_series_get(f_retries, v);
+    q->m_queue_dur = kc_series_get(f_queue_dur, v);
+    q->m_work_dur = kc_series_get(f_work_dur, v);
     return q;
 }
 
@@ -232,6 +262,8 @@ static void add_locked(struct kc_wq *q, const char *key)
     if (!r || r->dirty)
         return; /* already queued (or OOM): processed once */
     q->st.adds++;
+    kc_counter_add(q->m_adds, 1);
+    kc_gauge_add(q->m_depth, 1);
     r->dirty = true;
     r->queued_at = mono_now();
     if (r->processing)
@@ -321,6 +353,7 @@ void kc_wq_add_rate_limited(struct kc_wq *q, const char *key)
             if (r->failures < 1000000)
                 r->failures++;
             q->st.retries++;
+            kc_counter_add(q->m_retries, 1);
             add_after_locked(q, key, d);
             rec_maybe_free(q, r);
         }
@@ -381,6 +414,8 @@ char *kc_wq_get(struct kc_wq *q)
     r->processing = true;
     r->started_at = mono_now();
     q->st.queue_seconds_sum += r->started_at - r->queued_at;
+    kc_gauge_add(q->m_depth, -1);
+    kc_histogram_observe(q->m_queue_dur, r->started_at - r->queued_at);
     char *key = strdup(r->key);
     pthread_mutex_unlock(&q->mu);
     return key;
@@ -394,6 +429,7 @@ void kc_wq_done(struct kc_wq *q, const char *key)
         r->processing = false;
         q->st.processed++;
         q->st.work_seconds_sum += mono_now() - r->started_at;
+        kc_histogram_observe(q->m_work_dur, mono_now() - r->started_at);
         if (r->dirty && (q->shutdown || fifo_push(q, r)))
             r->dirty = false; /* dropped: shutting down (or OOM) */
         else if (r->dirty)
