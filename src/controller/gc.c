@@ -23,15 +23,18 @@
  * All writes are merge patches carrying the resourceVersion they were computed from, so a
  * concurrent change fails with a conflict and the item is retried with backoff.
  * Kinds whose existence can be checked: those kubec serves (table KINDS); references to other
- * kinds are treated as existing owners (never a reason to delete).
+ * kinds are treated as existing owners (never a reason to delete). Owners of served kinds without
+ * a shared informer (ConfigMap, ...) are re-checked on every informer resync of their dependents.
  *
- * Threads: informer threads run the handlers (enqueue only); `workers` threads process owners.
+ * Threads: informer threads run the handlers (enqueue only); `workers` threads process owners;
+ * one rescan thread queues owners of unwatched kinds every GC_RESCAN_S.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/workqueue.h"
 #include "controller/controllers_int.h"
@@ -41,6 +44,7 @@
 #define COMPONENT "garbage-collector-controller"
 #define IDX_OWNERS "gc-owners"
 #define FOREGROUND_RECHECK_MS 30000
+#define GC_RESCAN_S 30
 
 enum { INF_DEPLOY, INF_RS, INF_POD, INF_N };
 
@@ -78,6 +82,8 @@ struct gc {
     pthread_t *threads;
     int nthreads;
     atomic_bool stopping;
+    pthread_t rescan;
+    bool rescan_started;
 };
 
 /* An owner as named by an ownerReference (strings point into a parsed key or an object). */
@@ -207,9 +213,30 @@ static void on_add(void *ctx, json_t *obj)
         enqueue_self(s, obj);
 }
 
+/* Owners of kinds no shared informer watches (ConfigMap, Secret, ...) give no delete event: the
+ * rescan thread (and any informer resync) re-checks such references, so their dependents are
+ * collected within GC_RESCAN_S. */
+static void enqueue_unwatched_owners(struct gc *g, json_t *obj)
+{
+    size_t i;
+    json_t *ref;
+    json_array_foreach(kc_obj_get(obj, "metadata.ownerReferences"), i, ref) {
+        const struct kind *k = kind_of(json_string_value(json_object_get(ref, "apiVersion")),
+                                       json_string_value(json_object_get(ref, "kind")));
+        struct owner o;
+        if (k && (k->inf < 0 || !g->inf[k->inf]) && owner_from_ref(ref, obj_ns(obj), &o))
+            enqueue_owner(g, &o);
+    }
+}
+
 static void on_update(void *ctx, json_t *old, json_t *obj)
 {
     struct gc_src *s = ctx;
+    const char *orv = kc_obj_str(old, "metadata.resourceVersion"), *nrv = kc_obj_str(obj, "metadata.resourceVersion");
+    if (old == obj || (orv && nrv && !strcmp(orv, nrv))) {
+        enqueue_unwatched_owners(s->g, obj);
+        return;
+    }
     json_t *a = kc_obj_get(old, "metadata.ownerReferences"), *b = kc_obj_get(obj, "metadata.ownerReferences");
     if (!json_equal(a ? a : json_null(), b ? b : json_null())) {
         enqueue_owners_of(s->g, old); /* a removed reference may unblock a foreground owner */
@@ -541,6 +568,32 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* Every GC_RESCAN_S: queue the owners of unwatched kinds named by any cached object. */
+static void *rescan(void *arg)
+{
+    struct gc *g = arg;
+    wait_caches(g);
+    for (;;) {
+        for (int t = 0; t < GC_RESCAN_S * 5; t++) {
+            if (atomic_load(&g->stopping))
+                return NULL;
+            struct timespec ts = {0, 200 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < INF_N; i++) {
+            if (!g->inf[i])
+                continue;
+            json_t **objs = NULL;
+            size_t n = kc_informer_list(g->inf[i], &objs);
+            for (size_t j = 0; j < n; j++) {
+                enqueue_unwatched_owners(g, objs[j]);
+                json_decref(objs[j]);
+            }
+            free(objs);
+        }
+    }
+}
+
 int kc_gc_controller_start(struct kc_client *c, struct kc_cm_informers *inf, int workers, void **out)
 {
     struct gc *g = calloc(1, sizeof *g);
@@ -577,6 +630,11 @@ int kc_gc_controller_start(struct kc_client *c, struct kc_cm_informers *inf, int
         }
         g->nthreads++;
     }
+    if (pthread_create(&g->rescan, NULL, rescan, g)) {
+        kc_gc_controller_stop(g);
+        return KC_ENOMEM;
+    }
+    g->rescan_started = true;
     *out = g;
     return 0;
 }
@@ -591,6 +649,8 @@ void kc_gc_controller_stop(void *ctl)
         kc_wq_shutdown(g->q);
     for (int i = 0; i < g->nthreads; i++)
         pthread_join(g->threads[i], NULL);
+    if (g->rescan_started)
+        pthread_join(g->rescan, NULL);
     free(g->threads);
     if (g->q)
         kc_wq_free(g->q);

@@ -287,6 +287,27 @@ class ReplicaSetTest(harness.ServerTestCase):
         self.wait("dangling pod collected",
                   lambda: self.api("GET", "/api/v1/namespaces/%s/pods/dangling" % ns)[0] == 404)
 
+    def test_second_owner_keeps_dependent(self):
+        """A dependent with another live owner only loses the dangling reference; once that owner
+        (a kind without a shared informer) goes too, the dependent is collected on resync."""
+        ns = self.ns("rs-multi")
+        self.apply(ns, rs_yaml("x1", 0))
+        _, cm = self.api("POST", "/api/v1/namespaces/%s/configmaps" % ns,
+                         {"metadata": {"name": "keeper"}, "data": {"k": "v"}}, want=201)
+        rs_uid = self.rs(ns, "x1")["metadata"]["uid"]
+        pod = {"metadata": {"name": "shared", "labels": {"app": "shared"}, "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x1", "uid": rs_uid},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": cm["metadata"]["uid"]}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        self.api("POST", "/api/v1/namespaces/%s/pods" % ns, pod, want=201)
+        self.k("delete", "-n", ns, "rs", "x1")
+        path = "/api/v1/namespaces/%s/pods/shared" % ns
+        refs = self.wait("dangling reference removed", lambda: (lambda r: r if len(r) == 1 else None)(
+            self.api("GET", path, want=200)[1]["metadata"].get("ownerReferences", [])))
+        self.assertEqual(refs[0]["kind"], "ConfigMap")
+        self.api("DELETE", "/api/v1/namespaces/%s/configmaps/keeper" % ns, want=200)
+        self.wait("collected after its last owner went", lambda: self.api("GET", path)[0] == 404, timeout=75)
+
     def test_list_and_deletecollection_by_label(self):
         ns = self.ns("rs-coll")
         self.apply(ns, rs_yaml("a1", 1, {"team": "a", "app": "a1"}))
