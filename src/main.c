@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/agent.h"
 #include "apiserver/apiserver.h"
 #include "controller/controller.h"
 #include "scheduler/scheduler.h"
@@ -24,6 +25,7 @@ static const struct kc_cmd cmds[] = {
     {"server", kc_server_main, "run the API server with its embedded store (and, as threads, the controllers and scheduler)"},
     {"controller-manager", kc_controller_manager_main, "run the controllers against an API server (--kubeconfig)"},
     {"scheduler", kc_scheduler_main, "run the scheduler against an API server (--kubeconfig)"},
+    {"agent", kc_agent_main, "run the node agent (simulated nodes) against an API server (--kubeconfig)"},
     {"version", cmd_version, "print the version"},
 };
 

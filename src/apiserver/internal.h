@@ -209,6 +209,9 @@ struct kc_server_opts {
     int event_ttl_s;
     char **disable;   /* NULL-terminated component names not to run in-process */
     int concurrent_deployment_syncs, concurrent_replicaset_syncs, deployment_sync_period_s;
+    int sim_nodes;
+    char sim_profile[64];
+    char sim_node_template[512];
 };
 
 struct kc_server {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/inproc.h"
+#include "agent/agent.h"
 #include "scheduler/scheduler.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
@@ -55,7 +56,11 @@ static const char usage[] =
     "  --idle-timeout SECONDS         close idle keep-alive connections after this (default 300; watches exempt)\n"
     "  --metrics-listen ADDR:PORT     also serve /metrics (and health) over plain HTTP without authentication\n"
     "  --event-ttl DURATION           how long Events are kept after their last occurrence (default 1h; e.g. 30m, 90s)\n"
-    "  --disable LIST                 components not to run in this process: controller-manager,scheduler\n"
+    "  --disable LIST                 components not to run in this process:\n"
+    "                                 controller-manager,scheduler,node-lifecycle,agent\n"
+    "  --sim-nodes N                  run N simulated nodes (like KWOK) in this process (default 0)\n"
+    "  --sim-profile P                pod lifecycle of sim nodes: fast | realistic | image-pull-fail | crashloop\n"
+    "  --sim-node-template FILE       YAML/JSON with capacity, labels, taints for every sim node\n"
     "  --concurrent-deployment-syncs N  deployment controller workers (default 5, as upstream)\n"
     "  --concurrent-replicaset-syncs N  replicaset controller workers (default 5, as upstream)\n"
     "  --deployment-controller-sync-period DURATION  deployment resync period (default 30s)\n"
@@ -192,7 +197,13 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
                 fprintf(stderr, "kubec server: --event-ttl %s: expected a duration like 1h, 30m, 90s\n", v);
                 return -1;
             }
-        } else if ((v = flag_val(argc, argv, &i, "--disable")))
+        } else if ((v = flag_val(argc, argv, &i, "--sim-nodes")))
+            o->sim_nodes = atoi(v);
+        else if ((v = flag_val(argc, argv, &i, "--sim-profile")))
+            snprintf(o->sim_profile, sizeof o->sim_profile, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--sim-node-template")))
+            snprintf(o->sim_node_template, sizeof o->sim_node_template, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--disable")))
             o->disable = split_list(v);
         else if ((v = flag_val(argc, argv, &i, "--concurrent-deployment-syncs")))
             o->concurrent_deployment_syncs = atoi(v);
@@ -310,6 +321,31 @@ static int comp_sched_start(struct kc_server *srv, struct kc_client *c, void **o
 }
 static void comp_sched_stop(void *p) { kc_scheduler_stop(p); }
 
+static int comp_nlc_start(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err)
+{
+    (void)srv;
+    return kc_nodelifecycle_start(c, out, err);
+}
+static void comp_nlc_stop(void *p) { kc_nodelifecycle_stop(p); }
+
+/* --sim-nodes N: virtual nodes served by an in-process node agent (sim runtime) */
+static int comp_agent_start(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err)
+{
+    if (srv->opts.sim_nodes <= 0) {
+        *out = NULL;
+        return 0;
+    }
+    struct kc_agent_opts o = {.sim_nodes = srv->opts.sim_nodes,
+                              .sim_profile = srv->opts.sim_profile[0] ? srv->opts.sim_profile : "fast",
+                              .sim_node_template = srv->opts.sim_node_template[0] ? srv->opts.sim_node_template : NULL,
+                              .node_name_prefix = "sim"};
+    struct kc_agent *a = NULL;
+    int rc = kc_agent_start(c, &o, &a, err);
+    *out = a;
+    return rc;
+}
+static void comp_agent_stop(void *p) { kc_agent_stop(p); }
+
 struct component {
     const char *name, *user_agent;
     int (*start)(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err);
@@ -319,6 +355,8 @@ struct component {
 static const struct component components[] = {
     {"controller-manager", "kube-controller-manager/kubec", comp_cm_start, comp_cm_stop},
     {"scheduler", "kube-scheduler/kubec", comp_sched_start, comp_sched_stop},
+    {"node-lifecycle", "kube-controller-manager/kubec", comp_nlc_start, comp_nlc_stop},
+    {"agent", "kubelet/kubec", comp_agent_start, comp_agent_stop},
 };
 #define NCOMP (sizeof components / sizeof components[0])
 

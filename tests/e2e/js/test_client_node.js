@@ -142,7 +142,9 @@ async function main() {
     'object body sent as json-patch');
   assert.match(String(bad.body), /"kind":\s*"Status"/);
   const unchanged = await apps.readNamespacedDeployment({ namespace: ns, name: 'web' });
-  assert.equal(unchanged.metadata.resourceVersion, before.metadata.resourceVersion);
+  // controllers may write status meanwhile; the rejected patch must not have changed the spec
+  assert.equal(unchanged.metadata.generation, before.metadata.generation);
+  assert.deepEqual(unchanged.spec, before.spec);
   assert.equal(unchanged.spec.replicas, 3);
 
   // informer: lists, then watches from the list's resourceVersion; sees add, update, delete and keeps a cache
