@@ -631,12 +631,14 @@ static bool same_ignoring_rv(json_t *a, json_t *b)
 }
 
 /* Deleting and nothing left to wait for: the write becomes the delete.
- * Namespaces also wait for spec.finalizers (the namespace controller). */
+ * Namespaces also wait for spec.finalizers (the namespace controller); pods in their grace period
+ * wait for their node agent, which deletes them with grace 0. */
 static bool deleting_without_finalizers(json_t *obj)
 {
     json_t *m = json_object_get(obj, "metadata");
     return json_object_get(m, "deletionTimestamp") && json_array_size(json_object_get(m, "finalizers")) == 0 &&
-           json_array_size(kc_jget(obj, "spec.finalizers")) == 0;
+           json_array_size(kc_jget(obj, "spec.finalizers")) == 0 &&
+           json_integer_value(json_object_get(m, "deletionGracePeriodSeconds")) == 0;
 }
 
 /* A function that produces the desired object from the current one. */
@@ -1260,7 +1262,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
 
 struct del_ctx {
     const char *policy;
-    bool add_finalizer_only;
+    long grace; /* pods: graceful deletion period in seconds; 0 otherwise */
 };
 
 static int del_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *resp)
@@ -1288,13 +1290,32 @@ static int del_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *res
                 json_array_append_new(f, json_string(fin));
         }
     }
-    if (!json_object_get(meta, "deletionTimestamp")) {
-        char now[32];
-        kc_now_rfc3339(now, sizeof now);
-        json_object_set_new(meta, "deletionTimestamp", json_string(now));
-        json_object_set_new(meta, "deletionGracePeriodSeconds", json_integer(0));
+    json_t *have = json_object_get(meta, "deletionGracePeriodSeconds");
+    /* set once; a later delete may only shorten the grace period (as upstream) */
+    if (!json_object_get(meta, "deletionTimestamp") || (have && d->grace < json_integer_value(have))) {
+        char when[32];
+        kc_time_rfc3339(time(NULL) + d->grace, when, sizeof when);
+        json_object_set_new(meta, "deletionTimestamp", json_string(when));
+        json_object_set_new(meta, "deletionGracePeriodSeconds", json_integer(d->grace));
     }
     return 0;
+}
+
+/* Grace period of a pod delete: ?gracePeriodSeconds, then DeleteOptions, then the pod's
+ * terminationGracePeriodSeconds (default 30). Unscheduled and finished pods go at once (upstream). */
+static long pod_grace(struct kc_req *req, json_t *opts, json_t *pod)
+{
+    const char *ph = kc_jstr(pod, "status.phase");
+    if (!kc_jstr(pod, "spec.nodeName") || (ph && (!strcmp(ph, "Succeeded") || !strcmp(ph, "Failed"))))
+        return 0;
+    const char *q = kc_query(req->query, "gracePeriodSeconds");
+    if (q)
+        return atol(q);
+    json_t *o = json_object_get(opts, "gracePeriodSeconds");
+    if (json_is_integer(o))
+        return (long)json_integer_value(o);
+    json_t *t = kc_jget(pod, "spec.terminationGracePeriodSeconds");
+    return json_is_integer(t) ? (long)json_integer_value(t) : 30;
 }
 
 static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns,
@@ -1357,11 +1378,14 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
             return;
         }
         bool has_fin = json_array_size(kc_jget(cur, "metadata.finalizers")) > 0;
-        bool graceful = res == ns_resource() || has_fin ||
+        long grace = !*res->group && !strcmp(res->kind, "Pod") ? pod_grace(req, opts, cur) : 0;
+        if (grace < 0)
+            grace = 0;
+        bool graceful = res == ns_resource() || has_fin || grace > 0 ||
                         (policy && (!strcmp(policy, "Foreground") || !strcmp(policy, "Orphan")));
         if (graceful) {
             json_decref(cur);
-            struct del_ctx dc = {.policy = policy};
+            struct del_ctx dc = {.policy = policy, .grace = grace};
             if (res == ns_resource()) {
                 /* the namespace controller (nsctl.c) empties it, then removes it */
                 dc.policy = NULL;
