@@ -554,33 +554,41 @@ out:
     return rc;
 }
 
-/* Finds etcd's compacted revision: the lowest revision a range can still be
- * read at (binary search; etcd 3.4 has no call that reports it). */
-static void discover_compacted(struct etcd_store *s)
+/* 0 if a read at revision rev works, KC_ECOMPACTED if rev is compacted. */
+static int read_at(struct etcd_store *s, kc_rev_t rev)
 {
-    kc_rev_t cur = atomic_load(&s->last_rev);
-    kc_rev_t lo = atomic_load(&s->compacted), hi = cur; /* answer in [lo, hi] */
-    if (lo < 1)
-        lo = 1;
     struct kc_buf b;
     kc_buf_init(&b, 256);
+    kc_buf_printf(&b, "{\"key\":\"AA==\",\"count_only\":true,\"revision\":\"%lld\"}", (long long)rev);
+    json_t *j = NULL;
+    int rc = etcd_call(s, "/v3/kv/range", &b, true, &j, NULL);
+    json_decref(j);
+    kc_buf_release(&b);
+    return rc;
+}
+
+/* Finds etcd's compacted revision: the lowest revision a range can still be
+ * read at (binary search; etcd 3.4 has no call that reports it). One
+ * request when nothing was compacted since we last looked. */
+static void discover_compacted(struct etcd_store *s)
+{
+    kc_rev_t lo = atomic_load(&s->compacted), hi = atomic_load(&s->last_rev); /* answer in [lo, hi] */
+    if (lo < 1)
+        lo = 1;
+    if (lo >= hi || read_at(s, lo) == 0)
+        return;
+    lo++;
     while (lo < hi) {
         kc_rev_t mid = lo + (hi - lo) / 2;
-        b.len = 0;
-        kc_buf_printf(&b, "{\"key\":\"AA==\",\"count_only\":true,\"revision\":\"%lld\"}", (long long)mid);
-        json_t *j = NULL;
-        int rc = etcd_call(s, "/v3/kv/range", &b, true, &j, NULL);
-        json_decref(j);
+        int rc = read_at(s, mid);
         if (rc == 0)
             hi = mid;
         else if (rc == KC_ECOMPACTED)
             lo = mid + 1;
         else
-            break;
+            return;
     }
-    kc_buf_release(&b);
-    if (lo == hi && lo > 1)
-        atomic_max(&s->compacted, lo);
+    atomic_max(&s->compacted, lo);
 }
 
 static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
