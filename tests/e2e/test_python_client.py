@@ -110,10 +110,17 @@ class PythonClientTest(harness.ServerTestCase):
         self.assertIn("the object has been modified", err.body)
         self.assertEqual(self.apps.read_namespaced_deployment("web", ns).spec.replicas, 4)
 
-        # replace with the current resourceVersion works
-        cur = self.apps.read_namespaced_deployment("web", ns)
-        cur.spec.replicas = 5
-        replaced = self.apps.replace_namespaced_deployment("web", ns, cur)
+        # replace with the current resourceVersion works; controllers write status concurrently, so a
+        # client retries read-modify-replace on 409 as client-go's RetryOnConflict does
+        for attempt in range(10):
+            cur = self.apps.read_namespaced_deployment("web", ns)
+            cur.spec.replicas = 5
+            try:
+                replaced = self.apps.replace_namespaced_deployment("web", ns, cur)
+                break
+            except ApiException as e:
+                if e.status != 409 or attempt == 9:
+                    raise
         self.assertEqual(replaced.spec.replicas, 5)
         self.assertNotEqual(replaced.metadata.resource_version, cur.metadata.resource_version)
 
