@@ -45,7 +45,9 @@ struct fx {
     kc_rev_t base;        /* current revision of the fresh store */
     pid_t etcd;           /* the etcd server of this test (etcd build) */
     int client_port, peer_port;
-    char url[64];         /* http://127.0.0.1:<client_port> */
+    char url[64];         /* http://127.0.0.1:<client_port> (https with tls) */
+    int tls;              /* etcd requires TLS client certificates from f->dir/{ca,client}.* */
+    char ca[128], cert[128], key[128];
 };
 
 /* Opens the fixture's store without asserting (also used in forked children). */
@@ -53,6 +55,11 @@ static int raw_open(struct fx *f, const struct kc_sqlite_opts *o, struct kc_stor
 {
     if (ETCD) {
         struct kc_etcd_opts eo = {.compaction_interval_s = -1, .dial_timeout_ms = 500};
+        if (f->tls) {
+            eo.cafile = f->ca;
+            eo.certfile = f->cert;
+            eo.keyfile = f->key;
+        }
         return kc_store_etcd_open(f->url, &eo, s, err);
     }
     return kc_store_sqlite_open(f->path, o, s, err);
@@ -86,10 +93,12 @@ static int free_port(void)
 /* Starts /usr/bin/etcd on f's ports and data directory (kept across restarts). */
 static int start_etcd(struct fx *f)
 {
-    char data[128], log[128], cu[64], pu[64], cluster[96];
+    char data[128], log[128], cu[64], pu[64], cluster[96], sc[160], sk[160];
     snprintf(data, sizeof data, "%s/etcd", f->dir);
     snprintf(log, sizeof log, "%s/etcd.log", f->dir);
-    snprintf(cu, sizeof cu, "http://127.0.0.1:%d", f->client_port);
+    snprintf(sc, sizeof sc, "%s/server.crt", f->dir);
+    snprintf(sk, sizeof sk, "%s/server.key", f->dir);
+    snprintf(cu, sizeof cu, "%s://127.0.0.1:%d", f->tls ? "https" : "http", f->client_port);
     snprintf(pu, sizeof pu, "http://127.0.0.1:%d", f->peer_port);
     snprintf(cluster, sizeof cluster, "default=%s", pu);
     snprintf(f->url, sizeof f->url, "%s", cu);
@@ -102,9 +111,15 @@ static int start_etcd(struct fx *f)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl("/usr/bin/etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls", cu,
-              "--advertise-client-urls", cu, "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
-              "--initial-cluster", cluster, (char *)NULL);
+        if (f->tls)
+            execl("/usr/bin/etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls", cu,
+                  "--advertise-client-urls", cu, "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+                  "--initial-cluster", cluster, "--cert-file", sc, "--key-file", sk, "--client-cert-auth",
+                  "--trusted-ca-file", f->ca, (char *)NULL);
+        else
+            execl("/usr/bin/etcd", "etcd", "--name", "default", "--data-dir", data, "--listen-client-urls", cu,
+                  "--advertise-client-urls", cu, "--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+                  "--initial-cluster", cluster, (char *)NULL);
         _exit(127);
     }
     f->etcd = pid;
@@ -1183,6 +1198,60 @@ static void test_etcd_background_compaction(void **state)
 }
 #endif
 
+/* TLS with client certificates: etcd restarted with --client-cert-auth. */
+static void test_etcd_tls(void **state)
+{
+    struct fx *f = *state;
+    kc_rev_t r1 = create_ok(f->s, "/tls/a", "A");
+    kc_store_close(f->s);
+    f->s = NULL;
+    stop_etcd(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && exec >openssl.log 2>&1 && "
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca && "
+             "for n in server client; do "
+             "openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr -subj /CN=$n && "
+             "printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >$n.ext && "
+             "openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 "
+             "-extfile $n.ext || exit 1; done",
+             f->dir);
+    assert_int_equal(system(cmd), 0);
+    f->tls = 1;
+    snprintf(f->ca, sizeof f->ca, "%s/ca.crt", f->dir);
+    snprintf(f->cert, sizeof f->cert, "%s/client.crt", f->dir);
+    snprintf(f->key, sizeof f->key, "%s/client.key", f->dir);
+    assert_int_equal(start_etcd(f), 0);
+    f->s = open_store(f, NULL);
+    check_get(f->s, "/tls/a", "A", r1, r1);
+    struct rec r;
+    rec_init(&r);
+    struct kc_watch *w;
+    assert_int_equal(f->s->ops->watch(f->s, "/tls/", r1, rec_cb, rec_end, &r, &w, NULL), 0);
+    kc_rev_t r2 = update_ok(f->s, "/tls/a", "B", r1);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[1].rev, r2);
+    f->s->ops->unwatch(f->s, w);
+    rec_free(&r);
+    /* etcd://host:port means https when TLS files are given. */
+    char eps[96];
+    snprintf(eps, sizeof eps, "etcd://127.0.0.1:%d", f->client_port);
+    struct kc_etcd_opts o = {.cafile = f->ca, .certfile = f->cert, .keyfile = f->key, .compaction_interval_s = -1};
+    struct kc_store *s2 = NULL;
+    assert_int_equal(kc_store_etcd_open(eps, &o, &s2, NULL), 0);
+    check_get(s2, "/tls/a", "B", r1, r2);
+    kc_store_close(s2);
+    /* Without a client certificate etcd refuses us; with only the system CAs we refuse etcd. */
+    s2 = NULL;
+    o.certfile = o.keyfile = NULL;
+    assert_int_equal(kc_store_etcd_open(f->url, &o, &s2, NULL), KC_EIO);
+    o.cafile = NULL;
+    o.certfile = f->cert;
+    o.keyfile = f->key;
+    assert_int_equal(kc_store_etcd_open(f->url, &o, &s2, NULL), KC_EIO);
+    assert_null(s2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1205,6 +1274,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_etcd_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_watch_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_background_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_tls, setup, teardown),
 #else
         cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
 #endif
