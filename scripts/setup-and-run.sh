@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 ./scripts/build.sh build
-exec ./build/kubec server "$@"
+# three simulated nodes until the real runtime (runc) lands, so that a Deployment ends with Pods Running
+exec ./build/kubec server --sim-nodes 3 "$@"
