@@ -10,6 +10,14 @@
  *                worker" without a thread per pod (thousands of sim pods share a few threads).
  *   rec          the event recorder (client/events.h): asynchronous, aggregating, bounded, so
  *                Events never slow pods down and a crash loop's BackOff stays one Event.
+ *   rt           the sim runtime wrapped by the metrics runtime (kmetrics.c), which times every
+ *                runtime operation (kubelet_runtime_operations_*).
+ *
+ * Creation timeline (docs/timeline.md): the trace callback of the state machine notes when a pod's
+ * images are all present ("pulled") and all its containers have started ("started"); the status
+ * render tells when it is Ready ("ready"). The stamps ride on the next status write that happens
+ * anyway (metadata.annotations["kubec.io/timeline"] in the /status merge patch; the server merges
+ * stages), so they cost no extra API call. The "started" stamp also yields the pod start SLI.
  *
  * Threads: the informer's list+watch thread (enqueues keys); `workers` pod workers; one lease
  * thread (renews every Lease each lease_renew_s, re-posts Node status when it recovers from
@@ -26,11 +34,14 @@
 #include <libfyaml.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent/kmetrics.h"
 #include "agent/podsm.h"
 #include "client/informer.h"
 #include "client/workqueue.h"
@@ -44,6 +55,7 @@
 #define DEFAULT_WORKERS 8
 #define NODE_REPORT_S 60
 #define LEASE_DURATION_S 40
+#define TIMELINE_ANN "kubec.io/timeline"
 
 struct agent_node {
     char name[256];
@@ -52,21 +64,32 @@ struct agent_node {
     char uid[64];
     bool lease_ok;      /* last renewal succeeded */
     time_t reported;    /* last Node status post */
+    atomic_bool net_pod_started; /* a pod with pod networking has started (first_with_network) */
 };
+
+enum { TL_PULLED, TL_STARTED, TL_READY, TL_N };
+static const char *tl_names[TL_N] = {"pulled", "started", "ready"};
 
 struct pod_entry {
     struct kc_pod_sm sm;
     json_t *written;    /* status last written (NULL: none yet) */
     bool deleted;       /* DELETE sent after termination */
     int node;           /* index into nodes */
+    /* timeline (wall clock; tv_sec 0 = stage not reached) — only the pod's worker touches these */
+    struct timespec tl[TL_N];
+    unsigned tl_written;             /* stages a successful status write carried */
+    uint64_t ran;                    /* regular containers that have been running (bit per index) */
+    struct timespec pull_first, pull_last; /* first pull started, last pull finished */
+    bool sli_done;
 };
 
 struct kc_agent {
     struct kc_client *c;
     struct kc_agent_opts o;
     char profile[32], prefix[128];
-    const struct kc_runtime_ops *rt;
+    const struct kc_runtime_ops *rt; /* the metrics wrapper around the sim runtime */
     void *rt_impl;
+    void *sim_impl;                  /* the sim runtime itself (node indexes) */
     json_t *tmpl;
     int nnodes;
     struct agent_node *nodes;
@@ -142,10 +165,44 @@ static void on_pod_event(void *ctx, json_t *pod, const char *type, const char *r
     json_decref(ref);
 }
 
+/* Every state machine the agent drives is the sm of a pod_entry. */
+static struct pod_entry *entry_of(const struct kc_pod_sm *sm)
+{
+    return (struct pod_entry *)(void *)((char *)(uintptr_t)sm - offsetof(struct pod_entry, sm));
+}
+
+/* Timeline bookkeeping at the moment of a container transition (called before c->st changes). */
+static void note_transition(struct pod_entry *e, const struct kc_pod_sm *sm, const struct kc_ctr_sm *c,
+                            enum kc_cstate from, enum kc_cstate to)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (to == KC_CS_PULLING && from != KC_CS_PULLING && !e->pull_first.tv_sec)
+        e->pull_first = now;
+    if (from == KC_CS_PULLING && to == KC_CS_CREATING)
+        e->pull_last = now;
+    if (to == KC_CS_CREATING && !e->tl[TL_PULLED].tv_sec) {
+        bool all = true;
+        for (int i = 0; i < sm->n; i++)
+            all = all && sm->c[i].have_img;
+        if (all)
+            e->tl[TL_PULLED] = now;
+    }
+    if (to == KC_CS_RUNNING && !c->init && !e->tl[TL_STARTED].tv_sec) {
+        e->ran |= 1ULL << (c - sm->c);
+        bool all = true;
+        for (int i = sm->ninit; i < sm->n; i++)
+            all = all && (e->ran & (1ULL << i));
+        if (all)
+            e->tl[TL_STARTED] = now;
+    }
+}
+
 static void on_trace(void *ctx, const struct kc_pod_sm *sm, const struct kc_ctr_sm *c, enum kc_cstate from,
                      enum kc_cstate to, const char *reason)
 {
     (void)ctx;
+    note_transition(entry_of(sm), sm, c, from, to);
     kc_debug(COMPONENT, "pod %s/%s container %s: %s -> %s%s%s", sm->ns, sm->name, c->name, kc_cstate_name(from),
              kc_cstate_name(to), reason && *reason ? " " : "", reason ? reason : "");
 }
@@ -179,9 +236,30 @@ static int write_status(struct kc_agent *a, struct pod_entry *e, json_t *st)
     if (!kc_path(path, sizeof path, "", "v1", "pods", e->sm.ns, e->sm.name, "status"))
         return KC_EINVAL;
     json_t *patch = json_pack("{s:{s:s},s:O}", "metadata", "uid", e->sm.uid, "status", st);
+    unsigned pend = 0;
+    json_t *tl = json_object();
+    for (int i = 0; i < TL_N; i++)
+        if (e->tl[i].tv_sec && !(e->tl_written & (1u << i))) {
+            char ts[40];
+            kc_time_rfc3339_micro(&e->tl[i], ts, sizeof ts);
+            json_object_set_new(tl, tl_names[i], json_string(ts));
+            pend |= 1u << i;
+        }
+    if (pend) { /* new stages ride on this write; the server adds them to the pod's annotation */
+        char *s = json_dumps(tl, JSON_COMPACT | JSON_SORT_KEYS);
+        if (s)
+            json_object_set_new(json_object_get(patch, "metadata"), "annotations",
+                                json_pack("{s:s}", TIMELINE_ANN, s));
+        else
+            pend = 0;
+        free(s);
+    }
+    json_decref(tl);
     struct kc_err err = {0};
     int rc = kc_client_patch(a->c, path, "application/merge-patch+json", patch, NULL, &err);
     json_decref(patch);
+    if (!rc)
+        e->tl_written |= pend;
     if (rc && rc != KC_ENOTFOUND)
         kc_warn(COMPONENT, "status of pod %s/%s: %s", e->sm.ns, e->sm.name, err.message);
     return rc;
@@ -248,6 +326,54 @@ static struct pod_entry *entry_for(struct kc_agent *a, const char *key, json_t *
     return e;
 }
 
+static bool status_ready(json_t *st)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(st, "conditions"), i, c) if (!strcmp(jstr(c, "type") ?: "", "Ready"))
+        return !strcmp(jstr(c, "status") ?: "", "True");
+    return false;
+}
+
+/* RFC 3339 with an optional fraction → timespec; false if malformed. */
+static bool parse_time(const char *s, struct timespec *out)
+{
+    time_t t;
+    if (!s || kc_time_parse(s, &t))
+        return false;
+    long ns = 0, scale = 100000000;
+    const char *dot = strchr(s, '.');
+    for (const char *p = dot ? dot + 1 : ""; *p >= '0' && *p <= '9' && scale; p++, scale /= 10)
+        ns += (*p - '0') * scale;
+    out->tv_sec = t;
+    out->tv_nsec = ns;
+    return true;
+}
+
+static double ts_diff(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(a->tv_sec - b->tv_sec) + (double)(a->tv_nsec - b->tv_nsec) / 1e9;
+}
+
+/* kubelet_pod_start_sli_duration_seconds: creation (the API server's microsecond "created" stamp, else
+ * creationTimestamp) → all containers started, minus the span from the first pull's start to the last
+ * pull's end, as upstream's pod startup latency tracker. */
+static void observe_start_sli(struct kc_agent *a, struct pod_entry *e, json_t *pod, int node)
+{
+    struct timespec created;
+    json_t *tl = json_loads(jstr(json_object_get(jmeta(pod), "annotations"), TIMELINE_ANN) ?: "{}", 0, NULL);
+    bool ok = parse_time(jstr(tl, "created"), &created) || parse_time(jstr(jmeta(pod), "creationTimestamp"), &created);
+    json_decref(tl);
+    if (!ok)
+        return;
+    double d = ts_diff(&e->tl[TL_STARTED], &created);
+    if (e->pull_first.tv_sec && e->pull_last.tv_sec && ts_diff(&e->pull_last, &e->pull_first) > 0)
+        d -= ts_diff(&e->pull_last, &e->pull_first);
+    bool host_net = json_is_true(json_object_get(json_object_get(pod, "spec"), "hostNetwork"));
+    bool first = !host_net && !atomic_exchange(&a->nodes[node].net_pod_started, true);
+    kc_kmetrics_pod_start_sli(d, first);
+}
+
 static void sync_pod(struct kc_agent *a, const char *key)
 {
     json_t *pod = kc_informer_get(a->pods_inf, key);
@@ -271,6 +397,12 @@ static void sync_pod(struct kc_agent *a, const char *key)
     int64_t wake = 0;
     int done = kc_podsm_sync(&e->sm, pod, &env, &wake);
     json_t *st = kc_podsm_status(&e->sm, pod, &env);
+    if (st && !e->tl[TL_READY].tv_sec && status_ready(st))
+        clock_gettime(CLOCK_REALTIME, &e->tl[TL_READY]);
+    if (e->tl[TL_STARTED].tv_sec && !e->sli_done) {
+        e->sli_done = true;
+        observe_start_sli(a, e, pod, node);
+    }
     if (st && !json_equal(st, e->written)) {
         int rc = write_status(a, e, st);
         if (!rc) {
@@ -324,11 +456,29 @@ static bool same_field(json_t *a, json_t *b, const char *k)
     return (!x && !y) || (x && y && json_equal(x, y));
 }
 
+/* Annotations equal apart from the timeline (which our own status writes extend). */
+static bool same_annotations(json_t *om, json_t *nm)
+{
+    json_t *x = json_object_get(om, "annotations"), *y = json_object_get(nm, "annotations");
+    size_t nx = json_object_size(x) - (json_object_get(x, TIMELINE_ANN) ? 1 : 0);
+    size_t ny = json_object_size(y) - (json_object_get(y, TIMELINE_ANN) ? 1 : 0);
+    if (nx != ny)
+        return false;
+    const char *k;
+    json_t *v;
+    json_object_foreach(x, k, v)
+    {
+        if (strcmp(k, TIMELINE_ANN) && !json_equal(v, json_object_get(y, k)))
+            return false;
+    }
+    return true;
+}
+
 static void h_update(void *ctx, json_t *old, json_t *obj)
 {
     json_t *om = jmeta(old), *nm = jmeta(obj);
     if (old && same_field(old, obj, "spec") && same_field(om, nm, "uid") && same_field(om, nm, "deletionTimestamp") &&
-        same_field(om, nm, "annotations") && same_field(om, nm, "labels"))
+        same_annotations(om, nm) && same_field(om, nm, "labels"))
         return;
     enqueue_if_ours(ctx, obj);
 }
@@ -563,7 +713,7 @@ static int setup_nodes(struct kc_agent *a, struct kc_err *err)
         kc_map_put(&a->node_idx, n->name, (void *)(intptr_t)(i + 1), &perr);
         if (perr)
             return kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
-        kc_sim_set_node_index(a->rt_impl, n->name, i);
+        kc_sim_set_node_index(a->sim_impl, n->name, i);
     }
     for (int i = 0; i < a->nnodes; i++) {
         if (register_node(a, i, err))
@@ -626,8 +776,11 @@ int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc
     a->q = kc_wq_new("kubelet-pods", 5, 10000);
     if (!a->rec || !a->q)
         rc = kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
+    const struct kc_runtime_ops *sim_ops = NULL;
     if (!rc)
-        rc = kc_sim_runtime_new(a->profile, NULL, NULL, &a->rt, &a->rt_impl, err);
+        rc = kc_sim_runtime_new(a->profile, NULL, NULL, &sim_ops, &a->sim_impl, err);
+    if (!rc && (rc = kc_rt_metrics_wrap(sim_ops, a->sim_impl, &a->rt, &a->rt_impl, err)))
+        sim_ops->free(a->sim_impl);
     if (!rc && o->sim_node_template)
         rc = load_template(o->sim_node_template, &a->tmpl, err);
     if (!rc && !a->tmpl)

@@ -1,6 +1,8 @@
 /* agent_main.c — `kubec agent`: the node agent as its own process, talking HTTP to a kubec (or any
  * Kubernetes) API server through a kubeconfig. Runs until SIGTERM/SIGINT, then stops cleanly (exit 0).
- * Threads: this one waits for signals (sigwait); everything else belongs to kc_agent_start. */
+ * With --metrics-listen it serves /metrics and /healthz over plain HTTP (metricsrv.c).
+ * Threads: this one waits for signals (sigwait); everything else belongs to kc_agent_start and the
+ * metrics server. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/metricsrv.h"
 #include "util/log.h"
 
 #define COMPONENT "kubelet"
@@ -25,7 +28,8 @@ static int usage(FILE *f)
                "  --node-lease-renew-interval SECONDS  (default 10)\n"
                "  --pod-workers N            threads driving pods (default 8)\n"
                "  --kube-api-qps Q           client-side rate limit (default 50 per node; 0 = none)\n"
-               "  --kube-api-burst B         (default 100 per node)\n\n"
+               "  --kube-api-burst B         (default 100 per node)\n"
+               "  --metrics-listen ADDR:PORT serve /metrics and /healthz over plain HTTP (no authentication)\n\n"
                "Per-pod annotations: sim.kubec.io/fail=image-pull|crash, sim.kubec.io/start-delay=2s\n");
     return f == stdout ? 0 : 2;
 }
@@ -43,7 +47,7 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 int kc_agent_main(int argc, char **argv)
 {
     struct kc_agent_opts o = {.sim_nodes = 0, .sim_profile = "fast", .node_name_prefix = "sim", .lease_renew_s = 10};
-    const char *kubeconfig = NULL;
+    const char *kubeconfig = NULL, *metrics_listen = NULL;
     double qps = -1; /* default: 50 per node, as N upstream kubelets (kubeAPIQPS 50, kubeAPIBurst 100) */
     int burst = -1;
     for (int i = 1; i < argc; i++) {
@@ -67,6 +71,8 @@ int kc_agent_main(int argc, char **argv)
         int bad = 0;
         if (!strcmp(flag, "--kubeconfig"))
             kubeconfig = val;
+        else if (!strcmp(flag, "--metrics-listen"))
+            metrics_listen = val;
         else if (!strcmp(flag, "--sim-nodes"))
             bad = parse_int(val, 1, 100000, &o.sim_nodes);
         else if (!strcmp(flag, "--sim-profile"))
@@ -115,17 +121,27 @@ int kc_agent_main(int argc, char **argv)
         fprintf(stderr, "kubec agent: %s\n", err.message);
         return 1;
     }
-    if (kc_agent_start(c, &o, &ag, &err)) {
+    struct kc_metrics_srv *ms = NULL;
+    if (metrics_listen && kc_metrics_srv_start(metrics_listen, &ms, &err)) {
         fprintf(stderr, "kubec agent: %s\n", err.message);
         kc_client_free(c);
         return 1;
     }
+    if (kc_agent_start(c, &o, &ag, &err)) {
+        fprintf(stderr, "kubec agent: %s\n", err.message);
+        kc_metrics_srv_stop(ms);
+        kc_client_free(c);
+        return 1;
+    }
+    if (ms)
+        kc_info(COMPONENT, "serving /metrics on http://%s", metrics_listen);
     kc_info(COMPONENT, "running %d sim node(s) %s-0..%s-%d (profile %s)", o.sim_nodes, o.node_name_prefix,
             o.node_name_prefix, o.sim_nodes - 1, o.sim_profile);
     int sig = 0;
     sigwait(&set, &sig);
     kc_info(COMPONENT, "signal %d: stopping", sig);
     kc_agent_stop(ag);
+    kc_metrics_srv_stop(ms);
     kc_client_free(c);
     return 0;
 }
