@@ -247,16 +247,23 @@ static bool coarse_stage(const struct kc_tl *tl, int s)
                                  : s == KC_TL_AVAILABLE ? &tl->available
                                                         : NULL;
     if (t)
-        return t->src && t->src != KC_TL_SRC_STAMP && t->src != KC_TL_SRC_EVENT;
-    for (size_t i = 0; i < tl->npods; i++) {
-        int src = tl->pods[i].t[s].src;
-        if (src && src != KC_TL_SRC_STAMP && src != KC_TL_SRC_EVENT)
+        return t->src && t->coarse;
+    for (size_t i = 0; i < tl->npods; i++)
+        if (tl->pods[i].t[s].src && tl->pods[i].t[s].coarse)
             return true;
-    }
     return false;
 }
 
 /* ---------- terminal output ---------- */
+
+/* Right-aligns s in w columns counting UTF-8 characters, not bytes (µ is two bytes, one column). */
+static void print_right(const char *s, int w)
+{
+    int cols = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        cols += (*p & 0xC0) != 0x80;
+    printf("%*s%s", w > cols ? w - cols : 0, "", s);
+}
 
 static void print_bar(const struct kc_tl_stat *st, int64_t span, int barw, bool utf8)
 {
@@ -286,7 +293,7 @@ static void print_bar(const struct kc_tl_stat *st, int64_t span, int barw, bool 
 static void print_waterfall(const struct kc_tl *tl, bool utf8)
 {
     int width = term_width();
-    int barw = width - 42;
+    int barw = width - 45; /* 44 columns of text before the bar, one spare at the end */
     if (barw < MIN_BAR)
         barw = MIN_BAR;
     int64_t span = tl->total_us;
@@ -311,7 +318,11 @@ static void print_waterfall(const struct kc_tl *tl, bool utf8)
             fmt_dur(st->crit_us, dur, sizeof dur, utf8);
         bool coarse = coarse_stage(tl, s);
         any_coarse |= coarse;
-        printf("%-22s %9s %8s%c  ", kc_tl_stage_label(s), at, dur, coarse ? '~' : ' ');
+        printf("%-22s ", kc_tl_stage_label(s));
+        print_right(at, 9);
+        putchar(' ');
+        print_right(dur, 8);
+        printf("%c  ", coarse ? '~' : ' ');
         if (st->present)
             print_bar(st, span, barw, utf8);
         else
@@ -319,7 +330,7 @@ static void print_waterfall(const struct kc_tl *tl, bool utf8)
         putchar('\n');
     }
     if (any_coarse)
-        printf("~ from a second-precision fallback (condition, status or metadata time), not a kubec.io/timeline stamp\n");
+        printf("~ second-precision time from a fallback (no kubec.io/timeline stamp)\n");
 }
 
 static void print_pod_stats(const struct kc_tl *tl, bool utf8)
@@ -333,7 +344,13 @@ static void print_pod_stats(const struct kc_tl *tl, bool utf8)
             fmt_dur(st->p99_us, p99, sizeof p99, utf8);
             fmt_dur(st->max_us, mx, sizeof mx, utf8);
         }
-        printf("%-22s %6zu %9s %9s %9s\n", kc_tl_stage_label(s), st->n, p50, p99, mx);
+        printf("%-22s %6zu ", kc_tl_stage_label(s), st->n);
+        print_right(p50, 9);
+        putchar(' ');
+        print_right(p99, 9);
+        putchar(' ');
+        print_right(mx, 9);
+        putchar('\n');
     }
 }
 
@@ -373,9 +390,10 @@ static void print_text(const struct kc_tl *tl)
     print_block(tl);
     fmt_dur(tl->total_us, tot, sizeof tot, utf8);
     const char *from = tl->first_rollout ? "Deployment accepted" : "ReplicaSet created";
+    if (tl->complete && tl->crit_pod >= 0)
+        printf("\nCritical pod: %s (its Ready made the Deployment Available)", tl->pods[tl->crit_pod].name);
     if (tl->complete)
-        printf("\nTotal: %s (%s %s Deployment Available%s%s)\n", tot, from, utf8 ? "→" : "->",
-               tl->crit_pod >= 0 ? "; critical pod " : "", tl->crit_pod >= 0 ? tl->pods[tl->crit_pod].name : "");
+        printf("\nTotal: %s, %s %s Deployment Available\n", tot, from, utf8 ? "→" : "->");
     else
         printf("\nElapsed: %s since %s, not Available yet\n", tot, from);
 }
@@ -388,8 +406,8 @@ static json_t *time_json(const struct kc_tl *tl, const struct kc_tl_time *t)
         return json_null();
     char ts[40];
     rfc3339(t->us, ts, sizeof ts);
-    return json_pack("{s:s,s:I,s:s}", "time", ts, "offsetMicros", (json_int_t)(t->us - tl->origin_us), "source",
-                     kc_tl_src_name(t->src));
+    return json_pack("{s:s,s:I,s:s,s:b}", "time", ts, "offsetMicros", (json_int_t)(t->us - tl->origin_us), "source",
+                     kc_tl_src_name(t->src), "secondPrecision", t->coarse);
 }
 
 static json_t *pods_json(const struct kc_tl *tl)

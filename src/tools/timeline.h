@@ -39,8 +39,9 @@ enum kc_tl_src { KC_TL_SRC_NONE, KC_TL_SRC_STAMP, KC_TL_SRC_META, KC_TL_SRC_COND
 const char *kc_tl_src_name(int src);
 
 struct kc_tl_time {
-    int64_t us; /* microseconds since the epoch; meaningful only if src != NONE */
+    int64_t us;  /* microseconds since the epoch; meaningful only if src != NONE */
     int src;
+    bool coarse; /* second precision (truncated): kc_tl_analyse may move it up to 1 s later */
 };
 
 #define KC_TL_NAME_MAX 254
@@ -109,7 +110,9 @@ int kc_tl_collect(struct kc_client *c, const char *ns, const char *name, long re
 void kc_tl_release(struct kc_tl *tl);
 
 /* Fills origin, complete, total, stat[], crit_pod and the stage part of block (pods waiting, stage);
- * messages are kept as collected. */
+ * messages are kept as collected. First repairs the order of coarse times: a second-precision
+ * time that falls before the previous stage (by less than a second) is moved to that stage's time,
+ * since the truncated value is only a lower bound. */
 void kc_tl_analyse(struct kc_tl *tl);
 
 /* Parses RFC 3339 with up to nanosecond fraction and Z or ±hh:mm into microseconds. 0 or -1.

@@ -180,10 +180,12 @@ int64_t kc_tl_percentile(const int64_t *sorted, size_t n, double q)
 static void set_time(struct kc_tl_time *t, const char *text, int src)
 {
     int64_t us;
-    if (t->src != KC_TL_SRC_NONE || !text || kc_tl_parse_time(text, &us, NULL))
+    bool micro;
+    if (t->src != KC_TL_SRC_NONE || !text || kc_tl_parse_time(text, &us, &micro))
         return;
     t->us = us;
     t->src = src;
+    t->coarse = !micro;
 }
 
 /* The kubec.io/timeline annotation of obj, parsed (new reference) or NULL. */
@@ -361,7 +363,8 @@ static void rollout_available(json_t *d, json_t *rs, struct kc_tl *tl)
     json_decref(rstamps);
     if (own.src)
         tl->available = own;
-    int64_t floor = tl->rs_created.src ? tl->rs_created.us - (tl->rs_created.src == KC_TL_SRC_STAMP ? 0 : 1000000) : 0;
+    /* a time that may be truncated to the second counts if it is within a second of the floor */
+    int64_t floor = tl->rs_created.src ? tl->rs_created.us - (tl->rs_created.coarse ? 1000000 : 0) : 0;
     if (tl->available.src && tl->available.us < floor)
         tl->available = (struct kc_tl_time){0};
     json_t *prog = condition(d, "Progressing");
@@ -371,18 +374,23 @@ static void rollout_available(json_t *d, json_t *rs, struct kc_tl *tl)
     json_t *av = condition(d, "Available");
     if (!tl->available.src && tl->first_rollout && av && cond_is(av, "True"))
         set_time(&tl->available, jstr(av, "lastTransitionTime"), KC_TL_SRC_CONDITION);
-    if (tl->available.src && tl->available.us < floor)
+    if (tl->available.src && tl->available.us + (tl->available.coarse ? 1000000 : 0) < floor)
         tl->available = (struct kc_tl_time){0};
 }
 
-static void read_rs(json_t *rs, struct kc_tl *tl)
+/* dep_created: the Deployment's own "created" stamp text; a ReplicaSet stamp equal to it was copied
+ * from the Deployment's annotations (not stamped by the API server on the ReplicaSet's create) and
+ * is ignored. */
+static void read_rs(json_t *rs, const char *dep_created, struct kc_tl *tl)
 {
     copy(tl->rs_name, sizeof tl->rs_name, jstr(rs, "metadata.name"));
     copy(tl->rs_uid, sizeof tl->rs_uid, jstr(rs, "metadata.uid"));
     tl->revision = revision_of(rs);
     tl->first_rollout = tl->revision <= 1;
     json_t *stamps = timeline_of(rs);
-    set_stamp(&tl->rs_created, stamps, "created");
+    const char *own = json_string_value(json_object_get(stamps, "created"));
+    if (!dep_created || !own || strcmp(own, dep_created))
+        set_stamp(&tl->rs_created, stamps, "created");
     json_decref(stamps);
     set_time(&tl->rs_created, jstr(rs, "metadata.creationTimestamp"), KC_TL_SRC_META);
     json_t *r = jpath(rs, "spec.replicas");
@@ -403,12 +411,15 @@ static void read_container_status(json_t *pod, struct kc_tl_pod *p)
     size_t i;
     int64_t latest = 0;
     bool all_started = json_array_size(st) > 0;
+    bool micro = true;
     json_array_foreach(st, i, cs) {
         int64_t us;
+        bool m;
         const char *started = jstr(cs, "state.running.startedAt");
         if (!started)
             started = jstr(cs, "state.terminated.startedAt");
-        if (started && !kc_tl_parse_time(started, &us, NULL)) {
+        if (started && !kc_tl_parse_time(started, &us, &m)) {
+            micro &= m;
             if (us > latest)
                 latest = us;
         } else {
@@ -423,6 +434,7 @@ static void read_container_status(json_t *pod, struct kc_tl_pod *p)
     if (all_started && !p->t[KC_TL_STARTED].src) {
         p->t[KC_TL_STARTED].us = latest;
         p->t[KC_TL_STARTED].src = KC_TL_SRC_STATUS;
+        p->t[KC_TL_STARTED].coarse = !micro;
     }
 }
 
@@ -509,14 +521,18 @@ static int event_stage(const char *reason, const char *msg)
     return -1;
 }
 
-/* Best time of an Event: eventTime (microseconds) or the series' / legacy timestamps. */
-static int64_t event_time(json_t *ev, bool *micro)
+/* When an Event was last seen (latest=true: series / lastTimestamp first) or first seen (eventTime,
+ * microseconds, first). 0 if it carries no time. */
+static int64_t event_time(json_t *ev, bool latest, bool *micro)
 {
-    static const char *const fields[] = {"series.lastObservedTime", "lastTimestamp", "eventTime", "firstTimestamp",
-                                         "metadata.creationTimestamp"};
+    static const char *const last[] = {"series.lastObservedTime", "lastTimestamp", "eventTime", "firstTimestamp",
+                                       "metadata.creationTimestamp"};
+    static const char *const first[] = {"eventTime", "firstTimestamp", "lastTimestamp", "metadata.creationTimestamp"};
+    const char *const *f = latest ? last : first;
+    size_t n = latest ? sizeof last / sizeof last[0] : sizeof first / sizeof first[0];
     int64_t us;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (!kc_tl_parse_time(jstr(ev, fields[i]), &us, micro))
+    for (size_t i = 0; i < n; i++)
+        if (!kc_tl_parse_time(jstr(ev, f[i]), &us, micro))
             return us;
     return 0;
 }
@@ -575,7 +591,7 @@ static void pick_events(json_t *events, int stage, struct ev_pick *p)
         const char *reason = jstr(ev, "reason"), *msg = jstr(ev, "message") ?: jstr(ev, "note");
         if (event_stage(reason, msg) != stage || !msg || restates_reason(msg))
             continue;
-        int64_t t = event_time(ev, NULL);
+        int64_t t = event_time(ev, true, NULL);
         long long rv = event_rv(ev);
         if (!p->have || later(t, rv, p->t, p->rv)) {
             p->have = true;
@@ -599,17 +615,22 @@ static void pulled_from_events(json_t *events, struct kc_tl_pod *p)
     json_t *ev;
     size_t i;
     int64_t best = 0;
+    bool best_micro = false;
     json_array_foreach(events, i, ev) {
         const char *reason = jstr(ev, "reason");
+        bool micro = false;
         if (!reason || strcmp(reason, "Pulled"))
             continue;
-        int64_t t = event_time(ev, NULL);
-        if (t > best)
+        int64_t t = event_time(ev, false, &micro);
+        if (t > best) {
             best = t;
+            best_micro = micro;
+        }
     }
     if (best) {
         p->t[KC_TL_PULLED].us = best;
         p->t[KC_TL_PULLED].src = KC_TL_SRC_EVENT;
+        p->t[KC_TL_PULLED].coarse = !best_micro;
     }
 }
 
@@ -711,10 +732,14 @@ int kc_tl_collect(struct kc_client *c, const char *ns, const char *name, long re
         return rc;
     read_deployment(d, tl);
     tl->first_rollout = true;
+    json_t *dstamps = timeline_of(d);
+    char dep_created[64];
+    copy(dep_created, sizeof dep_created, json_string_value(json_object_get(dstamps, "created")));
+    json_decref(dstamps);
     if ((rc = read_replicasets(c, d, revision, tl, &rs, err)))
         goto out;
     if (rs) {
-        read_rs(rs, tl);
+        read_rs(rs, dep_created[0] ? dep_created : NULL, tl);
         rollout_available(d, rs, tl);
         char base[1024], sel[SELECTOR_MAX * 3];
         kc_path(base, sizeof base, "", "v1", "pods", ns, NULL, NULL);
@@ -800,7 +825,8 @@ static void single_stat(struct kc_tl *tl, int stage, const struct kc_tl_time *fr
 }
 
 /* The pod whose Ready made the rollout Available: the latest Ready not after Available (else the
- * earliest Ready, for coarse fallback times); without Available the latest Ready. -1 if none. */
+ * earliest Ready, for coarse fallback times); without Available the latest Ready; with no pod Ready
+ * the pod that progressed furthest. -1 if there are no pods. */
 static int critical_pod(const struct kc_tl *tl)
 {
     int best = -1, earliest = -1;
@@ -815,7 +841,18 @@ static int critical_pod(const struct kc_tl *tl)
         if (best < 0 || r->us > tl->pods[best].t[KC_TL_READY].us)
             best = (int)i;
     }
-    return best >= 0 ? best : earliest;
+    if (best >= 0 || earliest >= 0)
+        return best >= 0 ? best : earliest;
+    /* nobody Ready: the pod that got furthest (earliest there), so the unfinished chain shows */
+    int far = -1;
+    for (size_t i = 0; i < tl->npods; i++) {
+        int pi = progress_of(&tl->pods[i]), pf = far >= 0 ? progress_of(&tl->pods[far]) : -1;
+        if (pi < 0)
+            continue;
+        if (far < 0 || pi > pf || (pi == pf && tl->pods[i].t[pi].us < tl->pods[far].t[pf].us))
+            far = (int)i;
+    }
+    return far;
 }
 
 static void critical_path(struct kc_tl *tl)
@@ -915,8 +952,39 @@ static void find_block(struct kc_tl *tl)
     }
 }
 
+/* Moves a coarse t up to floor when it is less than a second before it (see kc_tl_analyse). */
+static void clamp_coarse(struct kc_tl_time *t, const struct kc_tl_time *floor)
+{
+    if (t->src && t->coarse && floor && floor->src && t->us < floor->us && t->us + 1000000 > floor->us)
+        t->us = floor->us;
+}
+
+static void repair_order(struct kc_tl *tl)
+{
+    clamp_coarse(&tl->rs_created, &tl->accepted);
+    for (size_t i = 0; i < tl->npods; i++) {
+        struct kc_tl_pod *p = &tl->pods[i];
+        const struct kc_tl_time *prev = &tl->rs_created;
+        for (int s = KC_TL_FIRST_POD_STAGE; s <= KC_TL_LAST_POD_STAGE; s++) {
+            clamp_coarse(&p->t[s], prev);
+            if (p->t[s].src)
+                prev = &p->t[s];
+        }
+    }
+    if (!tl->available.src || !tl->available.coarse)
+        return;
+    const struct kc_tl_time *latest = NULL; /* latest Ready within the available second */
+    for (size_t i = 0; i < tl->npods; i++) {
+        const struct kc_tl_time *r = &tl->pods[i].t[KC_TL_READY];
+        if (r->src && r->us < tl->available.us + 1000000 && (!latest || r->us > latest->us))
+            latest = r;
+    }
+    clamp_coarse(&tl->available, latest);
+}
+
 void kc_tl_analyse(struct kc_tl *tl)
 {
+    repair_order(tl);
     memset(tl->stat, 0, sizeof tl->stat);
     if (tl->first_rollout && tl->accepted.src)
         tl->origin_us = tl->accepted.us;
