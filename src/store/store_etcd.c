@@ -392,7 +392,7 @@ static int etcd_error(struct etcd_store *s, const char *msg, long http, struct k
         return kc_err_set(err, KC_ECOMPACTED, 410, "Expired", "etcd: %s", msg);
     if (strstr(msg, "required revision is a future revision"))
         return kc_err_set(err, KC_EFUTURE, 504, "Timeout", "etcd: %s", msg);
-    if (strstr(msg, "too large"))
+    if (strstr(msg, "too large") || strstr(msg, "larger than max"))
         return kc_err_set(err, KC_ETOOLARGE, 413, "RequestEntityTooLarge", "etcd: %s", msg);
     if (strstr(msg, "no leader") || strstr(msg, "timed out") || strstr(msg, "too many requests") ||
         strstr(msg, "leader changed") || strstr(msg, "not capable") || strstr(msg, "stopped"))

@@ -1198,6 +1198,42 @@ static void test_etcd_background_compaction(void **state)
 }
 #endif
 
+/* Values are binary-safe; etcd's request limit (1.5 MiB by default) is 413. */
+static void test_etcd_values(void **state)
+{
+    struct kc_store *s = ((struct fx *)*state)->s;
+    size_t n = 1024 * 1024;
+    char *v = malloc(2 * n);
+    for (size_t i = 0; i < 2 * n; i++)
+        v[i] = (char)(i * 7 + i / 251);
+    kc_rev_t r = 0;
+    assert_int_equal(kc_store_create(s, "/big/one-mib", v, n, &r, NULL), 0);
+    struct kc_kv kv;
+    assert_int_equal(kc_store_get(s, "/big/one-mib", &kv, NULL), 0);
+    assert_int_equal(kv.value_len, n);
+    assert_memory_equal(kv.value, v, n);
+    assert_int_equal(kv.value[n], 0);
+    kc_kv_release(&kv);
+    for (size_t len = 0; len < 5; len++) { /* every base64 padding case, and the empty value */
+        char k[32];
+        snprintf(k, sizeof k, "/small/%zu", len);
+        assert_int_equal(kc_store_create(s, k, v + 100, len, NULL, NULL), 0);
+        assert_int_equal(kc_store_get(s, k, &kv, NULL), 0);
+        assert_int_equal(kv.value_len, len);
+        assert_memory_equal(kv.value, v + 100, len);
+        kc_kv_release(&kv);
+    }
+    struct kc_err err = {0};
+    /* etcd says "request is too large" past --max-request-bytes, gRPC
+     * "received message larger than max" past 2 MiB: both are 413. */
+    assert_int_equal(kc_store_create(s, "/big/two-mib", v, 2 * n, NULL, &err), KC_ETOOLARGE);
+    assert_int_equal(err.code, 413);
+    assert_int_equal(kc_store_create(s, "/big/1.6-mib", v, n + n * 6 / 10, NULL, &err), KC_ETOOLARGE);
+    assert_int_equal(err.code, 413);
+    assert_int_equal(kc_store_get(s, "/big/two-mib", &kv, NULL), KC_ENOTFOUND);
+    free(v);
+}
+
 /* TLS with client certificates: etcd restarted with --client-cert-auth. */
 static void test_etcd_tls(void **state)
 {
@@ -1274,6 +1310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_etcd_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_watch_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_background_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_etcd_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_tls, setup, teardown),
 #else
         cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
