@@ -29,6 +29,7 @@
 #define DEFAULT_WIDTH 100
 #define MIN_BAR 10
 #define MAX_WIDTH 400
+#define KUBECONFIG_MAX (4 << 20)
 
 struct tl_opts {
     const char *name, *ns, *kubeconfig, *output;
@@ -173,8 +174,21 @@ static void default_namespace(struct tl_opts *o)
 {
     snprintf(o->ns_buf, sizeof o->ns_buf, "default");
     o->ns = o->ns_buf;
+    /* read it ourselves: libfyaml reports an unreadable file on stderr even when quiet */
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = fopen(o->kubeconfig, "r");
+    if (f) {
+        text = malloc(KUBECONFIG_MAX + 1);
+        tlen = text ? fread(text, 1, KUBECONFIG_MAX + 1, f) : 0;
+        fclose(f);
+    }
+    if (!text || tlen > KUBECONFIG_MAX) {
+        free(text);
+        return;
+    }
     struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET};
-    struct fy_document *doc = fy_document_build_from_file(&cfg, o->kubeconfig);
+    struct fy_document *doc = fy_document_build_from_string(&cfg, text, tlen);
     struct fy_node *root = doc ? fy_document_root(doc) : NULL;
     size_t cl = 0, nl = 0;
     const char *cur = yscalar(root, "current-context", &cl);
@@ -192,6 +206,7 @@ static void default_namespace(struct tl_opts *o)
         break;
     }
     fy_document_destroy(doc);
+    free(text);
 }
 
 /* ---------- formatting ---------- */

@@ -979,7 +979,7 @@ static void repair_order(struct kc_tl *tl)
         if (r->src && r->us < tl->available.us + 1000000 && (!latest || r->us > latest->us))
             latest = r;
     }
-    clamp_coarse(&tl->available, latest);
+    clamp_coarse(&tl->available, latest ? latest : &tl->rs_created);
 }
 
 void kc_tl_analyse(struct kc_tl *tl)

@@ -6,7 +6,8 @@ Covers (issue 7, Must show 3): a healthy Deployment — every stage present for 
 ReplicaSet and every pod, in order, and the critical-path durations summing exactly to the total,
 in JSON and in the terminal waterfall (bars fit $COLUMNS); a rollout to revision 2 and --revision 1;
 one stuck in ImagePullBackOff (template annotation sim.kubec.io/fail=image-pull) — the output names
-the stuck stage, how many pods wait there and the event message, exit code 2; kubectl-style errors
+the stuck stage, how many pods wait there and the event message, exit code 2; one still starting
+(sim.kubec.io/start-delay) — in progress, exit code 3; kubectl-style errors
 (NotFound, unknown revision, bad flags) with exit code 1.
 
 KUBEC_TIMELINE_CMD (optional, space separated) replaces `kubec timeline` (e.g. a development driver
@@ -213,6 +214,20 @@ class TimelineTest(harness.ServerTestCase):
         self.assertIn('Pods waiting in ImagePullBackOff: Back-off pulling image "registry.example/missing:1"', out)
         self.assertIn('Failed to pull image "registry.example/missing:1"', out)
         self.assertIn("not Available", out)
+
+    def test_in_progress(self):
+        # the sim runtime holds the container start for a minute: not stuck, still progressing
+        self.create(deployment("slow", 1, annotations={"sim.kubec.io/start-delay": "60s"}))
+        doc = self.wait_timeline("slow", 3)
+        self.assertFalse(doc["complete"])
+        self.assertEqual(doc["waiting"]["stage"], "started")
+        self.assertFalse(doc["waiting"]["stuck"])
+        self.assertEqual(doc["waiting"]["pods"], 1)
+        self.assertGreater(doc["totalMicros"], 0)
+        rc, out, _ = self.timeline("deployment/slow")
+        self.assertEqual(rc, 3)
+        self.assertIn('In progress in stage "Container started": 1/1 pods waiting', out)
+        self.assertIn("not Available yet", out)
 
     def test_errors_as_kubectl(self):
         rc, out, err = self.timeline("deployment/nope")
