@@ -54,4 +54,26 @@ json_t *kc_image_list(struct kc_image_store *s);
 /* Removes images not in use (in_use: NULL-terminated refs/digests) — `kubec images prune` and GC. */
 int kc_image_prune(struct kc_image_store *s, const char *const *in_use, int64_t *freed, struct kc_err *err);
 
+/* ---- additions (images helper) ---- */
+
+/* Decodes a Secret object of type kubernetes.io/dockerconfigjson (data[".dockerconfigjson"] =
+ * {"auths":{...}}) or kubernetes.io/dockercfg (data[".dockercfg"] = {...}) and adds its entries to
+ * auths, keyed by registry host[:port] (scheme and path of the key dropped; index.docker.io/v1 →
+ * docker.io). Each entry is {"username","password","secret":<secret name>} ("auth" decoded into
+ * username/password). An entry already present (from an earlier secret) is kept, as upstream tries
+ * the secrets in order. KC_EINVAL with a message naming the secret if it is malformed. */
+int kc_image_auths_add_secret(json_t *auths, json_t *secret, struct kc_err *err);
+/* Normalises a reference ("busybox" → "docker.io/library/busybox:latest"); KC_EINVAL with reason
+ * InvalidImageName if malformed. */
+int kc_image_normalize(const char *ref, char *out, size_t n, struct kc_err *err);
+/* Image GC by disk threshold: if the store's total size exceeds gc_high_bytes, removes the least
+ * recently used images not in in_use (NULL-terminated refs/digests) until it is below gc_low_bytes. */
+int kc_image_gc(struct kc_image_store *s, const char *const *in_use, int64_t *freed, struct kc_err *err);
+/* Total bytes of the images in the store. */
+int64_t kc_image_store_size(struct kc_image_store *s);
+/* `kubec images pull IMAGE --local DIR [--secret FILE.json]... [--ca-dir DIR] [--force]`,
+ * `kubec images ls --local DIR`, `kubec images prune --local DIR`: the store used directly, without
+ * an agent (argv[0] is "images"). Prints one JSON line; returns the process exit code. */
+int kc_image_cli_main(int argc, char **argv);
+
 #endif
