@@ -217,19 +217,38 @@ static bool utf8_out(void)
     return cs && (!strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "utf8"));
 }
 
+/* v with three significant digits at most (never an exponent), trailing zeros dropped. */
+static void fmt_num(double v, const char *unit, const char *sign, char *out, size_t n)
+{
+    char num[32];
+    snprintf(num, sizeof num, v < 10 ? "%.2f" : v < 100 ? "%.1f" : "%.0f", v);
+    char *dot = strchr(num, '.');
+    if (dot) {
+        char *e = num + strlen(num) - 1;
+        while (e > dot && *e == '0')
+            *e-- = 0;
+        if (e == dot)
+            *e = 0;
+    }
+    snprintf(out, n, "%s%s%s", sign, num, unit);
+}
+
 /* Go-style duration: 850µs, 12.3ms, 1.52s, 2m3.4s. */
 static void fmt_dur(int64_t us, char *out, size_t n, bool utf8)
 {
     const char *sign = us < 0 ? "-" : "";
     int64_t a = us < 0 ? -us : us;
-    if (a < 1000)
+    if (a < 1000) {
         snprintf(out, n, "%s%lld%s", sign, (long long)a, utf8 ? "µs" : "us");
-    else if (a < 1000000)
-        snprintf(out, n, "%s%.3gms", sign, (double)a / 1e3);
-    else if (a < 60000000)
-        snprintf(out, n, "%s%.3gs", sign, (double)a / 1e6);
-    else
-        snprintf(out, n, "%s%lldm%.3gs", sign, (long long)(a / 60000000), (double)(a % 60000000) / 1e6);
+    } else if (a < 1000000) {
+        fmt_num((double)a / 1e3, "ms", sign, out, n);
+    } else if (a < 60000000) {
+        fmt_num((double)a / 1e6, "s", sign, out, n);
+    } else {
+        char s[32];
+        fmt_num((double)(a % 60000000) / 1e6, "s", "", s, sizeof s);
+        snprintf(out, n, "%s%lldm%s", sign, (long long)(a / 60000000), s);
+    }
 }
 
 static int term_width(void)
