@@ -36,6 +36,7 @@
 #define ANN_REV_HISTORY "deployment.kubernetes.io/revision-history"
 #define ANN_DESIRED "deployment.kubernetes.io/desired-replicas"
 #define ANN_MAX "deployment.kubernetes.io/max-replicas"
+#define ANN_TIMELINE "kubec.io/timeline"
 
 struct dctl {
     struct kc_client *c;
@@ -221,6 +222,33 @@ static const char *dname(struct dsync *s)
     return s->name;
 }
 
+/* Creation timeline (docs/timeline.md): the first status write with Available=True carries the
+ * "available" stage in the timeline annotation; /status ignores other metadata but merges timeline
+ * stages (never replacing one), so a later rollout keeps the first stamp. */
+static void stamp_available(json_t *body, json_t *status)
+{
+    json_t *c = cond_get(status, "Available");
+    if (!c || strcmp(js(c, "status") ?: "", "True"))
+        return;
+    json_t *tl = json_loads(annot(body, ANN_TIMELINE) ?: "{}", 0, NULL);
+    if (!json_is_object(tl)) {
+        json_decref(tl);
+        tl = json_object();
+    }
+    if (!json_object_get(tl, "available")) {
+        struct timespec ts;
+        char now[40];
+        clock_gettime(CLOCK_REALTIME, &ts);
+        kc_time_rfc3339_micro(&ts, now, sizeof now);
+        json_object_set_new(tl, "available", json_string(now));
+        char *v = json_dumps(tl, JSON_COMPACT | JSON_SORT_KEYS);
+        if (v)
+            set_annot(body, ANN_TIMELINE, v);
+        free(v);
+    }
+    json_decref(tl);
+}
+
 /* PUT the working copy's status through /status (only called when it changed). */
 static int put_status(struct dsync *s, json_t *status)
 {
@@ -228,6 +256,7 @@ static int put_status(struct dsync *s, json_t *status)
     json_t *body = json_deep_copy(s->d), *out = NULL;
     if (status)
         json_object_set(body, "status", status);
+    stamp_available(body, status);
     struct kc_err err = {0};
     int rc = kc_client_update(s->dc->c, kc_path(path, sizeof path, "apps", "v1", "deployments", s->ns, s->name, "status"),
                               body, &out, &err);
