@@ -1234,6 +1234,103 @@ static void test_etcd_values(void **state)
     free(v);
 }
 
+/* A minimal fake etcd: answers every range with revision 10 and every watch
+ * with "created", then, once told to, with a compaction cancel. It lets the
+ * test reach the one path a real etcd only takes under races: a live stream
+ * ended by compaction. */
+struct fake_etcd {
+    int lfd, port;
+    int send_compact;  /* atomic: 1 = send the compaction cancel on the open stream */
+    int stop;          /* atomic */
+    pthread_t th;
+};
+
+static void fake_serve(struct fake_etcd *fe, int c)
+{
+    char req[8192];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof req - 1 && (r = read(c, req + n, sizeof req - 1 - n)) > 0) {
+        n += (size_t)r;
+        req[n] = 0;
+        char *hdr_end = strstr(req, "\r\n\r\n");
+        const char *cl = strcasestr(req, "content-length:");
+        if (hdr_end && cl && (size_t)(hdr_end + 4 - req) + (size_t)atol(cl + 15) <= n)
+            break;
+    }
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+    if (write(c, head, strlen(head)) < 0)
+        return;
+    if (strstr(req, "POST /v3/watch")) {
+        const char *created = "{\"result\":{\"header\":{\"revision\":\"10\"},\"created\":true}}\n";
+        if (write(c, created, strlen(created)) < 0)
+            return;
+        while (!__atomic_load_n(&fe->send_compact, __ATOMIC_ACQUIRE) && !__atomic_load_n(&fe->stop, __ATOMIC_ACQUIRE))
+            usleep(5000);
+        const char *cancel = "{\"result\":{\"header\":{},\"canceled\":true,\"compact_revision\":\"12\"}}\n";
+        if (!__atomic_load_n(&fe->stop, __ATOMIC_ACQUIRE) && write(c, cancel, strlen(cancel)) < 0)
+            return;
+        while (!__atomic_load_n(&fe->stop, __ATOMIC_ACQUIRE))
+            usleep(5000);
+    } else {
+        const char *body = "{\"header\":{\"revision\":\"10\"}}";
+        if (write(c, body, strlen(body)) < 0)
+            return;
+    }
+}
+
+static void *fake_main(void *arg)
+{
+    struct fake_etcd *fe = arg;
+    while (!__atomic_load_n(&fe->stop, __ATOMIC_ACQUIRE)) {
+        int c = accept(fe->lfd, NULL, NULL);
+        if (c < 0)
+            break;
+        fake_serve(fe, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void test_etcd_watch_ends_on_compaction(void **state)
+{
+    (void)state;
+    struct fake_etcd fe = {0};
+    fe.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(fe.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fe.lfd, (struct sockaddr *)&a, &al), 0);
+    assert_int_equal(listen(fe.lfd, 16), 0);
+    fe.port = ntohs(a.sin_port);
+    pthread_create(&fe.th, NULL, fake_main, &fe);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", fe.port);
+    struct kc_etcd_opts o = {.compaction_interval_s = -1};
+    struct kc_store *s = NULL;
+    assert_int_equal(kc_store_etcd_open(url, &o, &s, NULL), 0);
+    assert_int_equal(s->ops->current_rev(s), 10);
+    struct rec r;
+    rec_init(&r);
+    struct kc_watch *w;
+    assert_int_equal(s->ops->watch(s, "/registry/", 0, rec_cb, rec_end, &r, &w, NULL), 0);
+    assert_int_equal(r.ended, 0);
+    __atomic_store_n(&fe.send_compact, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 500 && !__atomic_load_n(&r.ended, __ATOMIC_ACQUIRE); i++)
+        usleep(10000);
+    assert_int_equal(r.ended, 1);
+    assert_int_equal(r.end_reason, KC_ECOMPACTED); /* the API server answers 410; clients re-list */
+    assert_int_equal(s->ops->compacted_rev(s), 12);
+    s->ops->unwatch(s, w);
+    assert_int_equal(r.ended, 1); /* unwatch does not call end */
+    kc_store_close(s);
+    __atomic_store_n(&fe.stop, 1, __ATOMIC_RELEASE);
+    shutdown(fe.lfd, SHUT_RDWR);
+    close(fe.lfd);
+    pthread_join(fe.th, NULL);
+    rec_free(&r);
+}
+
 /* TLS with client certificates: etcd restarted with --client-cert-auth. */
 static void test_etcd_tls(void **state)
 {
@@ -1311,6 +1408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_etcd_watch_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_background_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etcd_values, setup, teardown),
+        cmocka_unit_test(test_etcd_watch_ends_on_compaction),
         cmocka_unit_test_setup_teardown(test_etcd_tls, setup, teardown),
 #else
         cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
