@@ -10,4 +10,9 @@
  * (a stage is failing: back-off, unschedulable, deadline exceeded), 3 still in progress. */
 int kc_timeline_main(int argc, char **argv);
 
+/* kubec stress [flags] [-f job.yaml] (docs/stress.md): the creation-chain stress test. Exit codes: 0
+ * passed, 1 a --threshold was breached (WARN lines), 2 API errors above --max-error-rate or the run could
+ * not start, 3 pods stuck / timeout / cleanup not finished. */
+int kc_stress_main(int argc, char **argv);
+
 #endif
