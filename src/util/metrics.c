@@ -3,6 +3,10 @@
  * Data structure: registry → array of families; family → series table (string key of the joined
  * label values → series) guarded by a rwlock that is only written when a new label combination
  * appears; series → atomic counters.
+ *
+ * Built with -DKUBEC_NO_METRICS, every record call (counter/gauge/histogram updates and the kc_metric_*
+ * conveniences) is a no-op; families and series still exist, so /metrics shows zeros. That build exists
+ * only to measure what recording costs (docs/observability.md); it is off by default.
  */
 #include "util/metrics.h"
 
@@ -197,12 +201,38 @@ struct kc_series *kc_series_get(struct kc_family *f, const char *const *values)
     return s;
 }
 
-void kc_counter_add(struct kc_series *s, double v) { atomic_add_double(&s->value, v); }
-void kc_gauge_add(struct kc_series *s, double v) { atomic_add_double(&s->value, v); }
-void kc_gauge_set(struct kc_series *s, double v) { atomic_store_explicit(&s->value, d_to_bits(v), memory_order_relaxed); }
+/* Recording switched off at compile time (see the file comment); the code below stays compiled. */
+#ifdef KUBEC_NO_METRICS
+#define KC_RECORD_OFF 1
+#else
+#define KC_RECORD_OFF 0
+#endif
+
+void kc_counter_add(struct kc_series *s, double v)
+{
+    if (KC_RECORD_OFF)
+        return;
+    atomic_add_double(&s->value, v);
+}
+
+void kc_gauge_add(struct kc_series *s, double v)
+{
+    if (KC_RECORD_OFF)
+        return;
+    atomic_add_double(&s->value, v);
+}
+
+void kc_gauge_set(struct kc_series *s, double v)
+{
+    if (KC_RECORD_OFF)
+        return;
+    atomic_store_explicit(&s->value, d_to_bits(v), memory_order_relaxed);
+}
 
 static void hist_observe(struct kc_family *f, struct kc_series *s, double v)
 {
+    if (KC_RECORD_OFF)
+        return;
     size_t i = 0;
     while (i < f->nbounds && v > f->bounds[i])
         i++;
@@ -221,6 +251,8 @@ static void vals_from_va(struct kc_family *f, va_list ap, const char **vals)
 
 void kc_metric_inc(struct kc_family *f, double v, ...)
 {
+    if (KC_RECORD_OFF)
+        return;
     const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
@@ -231,6 +263,8 @@ void kc_metric_inc(struct kc_family *f, double v, ...)
 
 void kc_metric_set(struct kc_family *f, double v, ...)
 {
+    if (KC_RECORD_OFF)
+        return;
     const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
@@ -241,6 +275,8 @@ void kc_metric_set(struct kc_family *f, double v, ...)
 
 void kc_metric_observe(struct kc_family *f, double v, ...)
 {
+    if (KC_RECORD_OFF)
+        return;
     const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
