@@ -1196,7 +1196,6 @@ static void test_etcd_background_compaction(void **state)
     kc_store_close(s);
     rec_free(&r);
 }
-#endif
 
 /* Values are binary-safe; etcd's request limit (1.5 MiB by default) is 413. */
 static void test_etcd_values(void **state)
@@ -1384,6 +1383,7 @@ static void test_etcd_tls(void **state)
     assert_int_equal(kc_store_etcd_open(f->url, &o, &s2, NULL), KC_EIO);
     assert_null(s2);
 }
+#endif
 
 int main(void)
 {
