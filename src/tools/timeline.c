@@ -456,7 +456,9 @@ static json_t *pods_json(const struct kc_tl *tl)
                               "stages", stages);
         if (p->waiting_reason[0])
             json_object_set_new(o, "waiting", json_pack("{s:s,s:s}", "reason", p->waiting_reason, "message",
-                                                        p->waiting_msg));
+                                                        p->msg && !p->unschedulable ? p->msg : ""));
+        if (p->unschedulable)
+            json_object_set_new(o, "unschedulable", json_string(p->msg ? p->msg : ""));
         json_array_append_new(arr, o);
     }
     return arr;

@@ -53,9 +53,9 @@ struct kc_tl_pod {
     char name[KC_TL_NAME_MAX], uid[64], node[KC_TL_NAME_MAX];
     struct kc_tl_time t[KC_TL_NSTAGES]; /* only pod stages are used */
     char waiting_reason[64];            /* first container's state.waiting.reason, if any */
-    char waiting_msg[KC_TL_MSG_MAX];
     bool unschedulable;                 /* PodScheduled False/Unschedulable */
-    char sched_msg[KC_TL_MSG_MAX];
+    char *msg; /* malloc'd (at most KC_TL_MSG_MAX bytes) or NULL: the PodScheduled message if
+                * unschedulable, else the waiting message; kept out of line so 100000 pods stay small */
 };
 
 /* The stuck or unfinished stage and what the API says about it. */
@@ -89,8 +89,6 @@ struct kc_tl {
     /* Deployment-level hints gathered for kc_tl_analyse */
     bool deadline_exceeded, replica_failure;
     char dep_msg[KC_TL_MSG_MAX];     /* Progressing=False or ReplicaFailure message */
-    char stage_event[KC_TL_NSTAGES][KC_TL_MSG_MAX]; /* last event per stage (collected for stuck pods) */
-    char stage_warning[KC_TL_NSTAGES][KC_TL_MSG_MAX];
     int64_t now_us;
     /* results of kc_tl_analyse */
     int64_t origin_us;

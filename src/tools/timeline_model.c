@@ -367,12 +367,16 @@ static void rollout_available(json_t *d, json_t *rs, struct kc_tl *tl)
     int64_t floor = tl->rs_created.src ? tl->rs_created.us - (tl->rs_created.coarse ? 1000000 : 0) : 0;
     if (tl->available.src && tl->available.us < floor)
         tl->available = (struct kc_tl_time){0};
+    /* the condition fallbacks only while the Deployment is Available: a rollout whose pods became
+     * Ready and then crashed is not shown as done */
+    json_t *av = condition(d, "Available");
+    bool avail_now = av && cond_is(av, "True");
     json_t *prog = condition(d, "Progressing");
     const char *why = jstr(prog, "reason"), *msg = jstr(prog, "message");
-    if (!tl->available.src && why && !strcmp(why, "NewReplicaSetAvailable") && msg && strstr(msg, tl->rs_name))
+    if (!tl->available.src && avail_now && why && !strcmp(why, "NewReplicaSetAvailable") && msg &&
+        strstr(msg, tl->rs_name))
         set_time(&tl->available, jstr(prog, "lastUpdateTime"), KC_TL_SRC_CONDITION);
-    json_t *av = condition(d, "Available");
-    if (!tl->available.src && tl->first_rollout && av && cond_is(av, "True"))
+    if (!tl->available.src && tl->first_rollout && avail_now)
         set_time(&tl->available, jstr(av, "lastTransitionTime"), KC_TL_SRC_CONDITION);
     if (tl->available.src && tl->available.us + (tl->available.coarse ? 1000000 : 0) < floor)
         tl->available = (struct kc_tl_time){0};
@@ -405,6 +409,13 @@ static void read_rs(json_t *rs, const char *dep_created, struct kc_tl *tl)
 
 /* ---------- pods ---------- */
 
+/* Replaces the pod's message with a bounded copy of s (allocation failure leaves none). */
+static void set_msg(struct kc_tl_pod *p, const char *s)
+{
+    free(p->msg);
+    p->msg = s ? strndup(s, KC_TL_MSG_MAX - 1) : NULL;
+}
+
 static void read_container_status(json_t *pod, struct kc_tl_pod *p)
 {
     json_t *st = jpath(pod, "status.containerStatuses"), *cs;
@@ -418,6 +429,8 @@ static void read_container_status(json_t *pod, struct kc_tl_pod *p)
         const char *started = jstr(cs, "state.running.startedAt");
         if (!started)
             started = jstr(cs, "state.terminated.startedAt");
+        if (!started) /* crash-looping: it did start before */
+            started = jstr(cs, "lastState.terminated.startedAt");
         if (started && !kc_tl_parse_time(started, &us, &m)) {
             micro &= m;
             if (us > latest)
@@ -428,7 +441,8 @@ static void read_container_status(json_t *pod, struct kc_tl_pod *p)
         const char *why = jstr(cs, "state.waiting.reason");
         if (why && !p->waiting_reason[0]) {
             copy(p->waiting_reason, sizeof p->waiting_reason, why);
-            copy(p->waiting_msg, sizeof p->waiting_msg, jstr(cs, "state.waiting.message"));
+            if (!p->unschedulable)
+                set_msg(p, jstr(cs, "state.waiting.message"));
         }
     }
     if (all_started && !p->t[KC_TL_STARTED].src) {
@@ -456,7 +470,7 @@ static void read_pod(json_t *pod, struct kc_tl_pod *p)
         set_time(&p->t[KC_TL_SCHEDULED], jstr(sc, "lastTransitionTime"), KC_TL_SRC_CONDITION);
     else if (sc && jstr(sc, "reason") && !strcmp(jstr(sc, "reason"), "Unschedulable")) {
         p->unschedulable = true;
-        copy(p->sched_msg, sizeof p->sched_msg, jstr(sc, "message"));
+        set_msg(p, jstr(sc, "message"));
     }
     read_container_status(pod, p);
     json_t *rd = condition(pod, "Ready");
@@ -692,6 +706,8 @@ void kc_tl_release(struct kc_tl *tl)
 {
     if (!tl)
         return;
+    for (size_t i = 0; i < tl->npods; i++)
+        free(tl->pods[i].msg);
     free(tl->pods);
     tl->pods = NULL;
     tl->npods = 0;
@@ -909,7 +925,7 @@ static void block_reason(struct kc_tl *tl, int stage)
         if (n > best_n) {
             best_n = n;
             copy(b->reason, sizeof b->reason, why);
-            copy(b->message, sizeof b->message, p->unschedulable ? p->sched_msg : p->waiting_msg);
+            copy(b->message, sizeof b->message, p->msg);
             b->stuck = p->unschedulable || failing_reason(why);
         }
     }
