@@ -359,10 +359,12 @@ static void svg_hist(struct kc_buf *b, int st, const double *v, size_t n, const 
         double x = ML + (s->v[marks[m]] - lo) / (hi - lo) * PW;
         char d[24];
         st_fmt_dur(s->v[marks[m]], d, sizeof d);
+        bool right = x > ML + PW - 90; /* near the right edge: label on the line's left */
         kc_buf_printf(b,
                       "<line class=\"q\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
-                      "<text class=\"l\" x=\"%.1f\" y=\"%d\">%s %s</text>",
-                      x, MT, x, MT + PH, x + 3, MT + 10 + 11 * m, st_metric_names[marks[m]], d);
+                      "<text class=\"l\" x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%s %s</text>",
+                      x, MT, x, MT + PH, right ? x - 3 : x + 3, MT + 10 + 11 * m, right ? "end" : "start",
+                      st_metric_names[marks[m]], d);
     }
     char x0[24], x1[24], y1[24];
     st_fmt_dur(lo, x0, sizeof x0);
