@@ -535,7 +535,7 @@ int kc_timeline_main(int argc, char **argv)
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
     pick_kubeconfig(&o);
-    if (!o.ns)
+    if (!o.ns || !*o.ns) /* -n "" means the default, as kubectl */
         default_namespace(&o);
     if (strlen(o.ns) >= KC_TL_NAME_MAX)
         return fail("%s", "namespace too long");
