@@ -185,9 +185,11 @@ static int transport_error(struct kc_reg *r, CURLcode cc, const char *ebuf, stru
             e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT)
             return kc_err_set(err, KC_EIO, 0, "ErrImagePull",
                               "x509: certificate signed by unknown authority: registry %s presented a certificate "
-                              "issued by %s, which neither the system CAs nor %s%s trust",
-                              r->host, r->tls.issuer, r->ca_file[0] ? r->ca_file : "a per-registry CA file",
-                              r->ca_present ? "" : " (absent)");
+                              "issued by \"%s\", which is not among the system CAs %s%s%s",
+                              r->host, r->tls.issuer,
+                              !r->ca_file[0] ? "and no per-registry CA is configured on the node"
+                                             : (r->ca_present ? "nor in " : "and the per-registry CA file "),
+                              r->ca_file, r->ca_file[0] && !r->ca_present ? " does not exist" : "");
         if (e)
             return kc_err_set(err, KC_EIO, 0, "ErrImagePull",
                               "certificate of registry %s rejected: %s (certificate %s)", r->host,
