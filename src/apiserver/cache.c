@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/jsonscan.h"
 #include "util/log.h"
@@ -57,6 +58,7 @@ struct kc_cache {
     kc_rev_t rev;
     bool stop, dead;
     bool closing; /* server shutting down: watch streams end, the cache itself keeps ingesting */
+    bool relist;  /* the store watch fell behind a compaction (etcd): list again and re-watch */
 };
 
 struct kc_obj *kc_obj_ref(struct kc_obj *o)
@@ -263,13 +265,96 @@ static void apply_event(struct kc_cache *c, struct raw_ev *e)
     pthread_mutex_unlock(&st->mu);
 }
 
+static int ingest_cb(void *ctx, const struct kc_event *ev);
+static void ingest_end(void *ctx, int reason);
+
+/* Replaces the cache's state with a fresh list and watches again from there. Watchers positioned
+ * before the new list get 410 Expired (ring_start_rev moves), as after upstream's cache re-list,
+ * and re-list themselves. Runs on the cache thread with c->mu not held. */
+static void relist(struct kc_cache *c)
+{
+    if (c->w)
+        c->store->ops->unwatch(c->store, c->w);
+    c->w = NULL;
+    for (int attempt = 0; !kc_cache_stopping(c); attempt++) {
+        struct kc_kv_list l = {0};
+        kc_rev_t rev = 0;
+        struct kc_err err = {0};
+        if (c->store->ops->list(c->store, "/registry/", 0, NULL, 0, &l, &rev, NULL, &err)) {
+            kc_warn("cache", "re-list failed: %s", err.message);
+            sleep(attempt < 5 ? 1 : 5);
+            continue;
+        }
+        for (size_t j = 0; j < c->nst; j++) {
+            struct kc_storage *st = &c->st[j];
+            pthread_mutex_lock(&st->mu);
+            void *v;
+            for (long i = kc_map_next(&st->objs, 0, NULL, &v); i >= 0; i = kc_map_next(&st->objs, i + 1, NULL, &v))
+                kc_obj_unref(v);
+            kc_map_release(&st->objs);
+            kc_map_init(&st->objs);
+            for (size_t k = 0; k < st->ring_len; k++) {
+                struct kc_wev *ev = &st->ring[(st->ring_head + k) % st->ring_cap];
+                kc_obj_unref(ev->obj);
+                kc_obj_unref(ev->prev);
+            }
+            st->ring_head = st->ring_len = 0;
+            st->ring_start_rev = rev;
+            pthread_mutex_unlock(&st->mu);
+        }
+        for (size_t i = 0; i < l.n; i++) {
+            struct kc_storage *st = storage_for_key(c, l.items[i].key);
+            struct kc_obj *ob = st ? kc_obj_build(st, &l.items[i]) : NULL;
+            if (!ob)
+                continue;
+            pthread_mutex_lock(&st->mu);
+            kc_map_put(&st->objs, l.items[i].key, ob, NULL);
+            pthread_mutex_unlock(&st->mu);
+        }
+        kc_kv_list_release(&l);
+        for (size_t j = 0; j < c->nst; j++) {
+            pthread_mutex_lock(&c->st[j].mu);
+            pthread_cond_broadcast(&c->st[j].cond); /* watchers notice they expired */
+            pthread_mutex_unlock(&c->st[j].mu);
+        }
+        pthread_mutex_lock(&c->mu);
+        if (rev > c->rev)
+            c->rev = rev;
+        for (struct rev_waiter *w = c->waiters; w; w = w->next)
+            if (w->rev <= c->rev)
+                pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&c->mu);
+        if (c->store->ops->watch(c->store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, &err) == 0) {
+            kc_info("cache", "re-listed at revision %lld", (long long)rev);
+            return;
+        }
+        kc_warn("cache", "re-watch failed: %s", err.message);
+    }
+}
+
 static void *cache_thread(void *arg)
 {
     struct kc_cache *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->head && !c->stop)
+        while (!c->head && !c->stop && !c->relist)
             pthread_cond_wait(&c->cond, &c->mu);
+        if (c->relist && !c->stop) {
+            c->relist = false;
+            /* events queued from the old watch are superseded by the list */
+            while (c->head) {
+                struct raw_ev *e = c->head;
+                c->head = e->next;
+                free(e->key);
+                free(e->value);
+                free(e);
+            }
+            c->tail = NULL;
+            pthread_mutex_unlock(&c->mu);
+            relist(c);
+            pthread_mutex_lock(&c->mu);
+            continue;
+        }
         if (!c->head && c->stop)
             break;
         struct raw_ev *batch = c->head;
@@ -331,8 +416,16 @@ static int ingest_cb(void *ctx, const struct kc_event *ev)
 static void ingest_end(void *ctx, int reason)
 {
     struct kc_cache *c = ctx;
-    kc_error("cache", "store watch ended (%d); the API server can no longer serve fresh reads", reason);
     pthread_mutex_lock(&c->mu);
+    if (reason == KC_ECOMPACTED && !c->stop) {
+        /* etcd compacted past our watch: the cache thread re-lists and watches again */
+        kc_warn("cache", "store watch fell behind a compaction; re-listing");
+        c->relist = true;
+        pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    kc_error("cache", "store watch ended (%d); the API server can no longer serve fresh reads", reason);
     c->dead = true;
     for (struct rev_waiter *w = c->waiters; w; w = w->next)
         pthread_cond_signal(&w->cond);

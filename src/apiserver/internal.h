@@ -210,6 +210,8 @@ struct kc_server_opts {
     char **disable;   /* NULL-terminated component names not to run in-process */
     int concurrent_deployment_syncs, concurrent_replicaset_syncs, deployment_sync_period_s;
     int sim_nodes;
+    char etcd_cafile[512], etcd_certfile[512], etcd_keyfile[512], etcd_prefix[256];
+    int etcd_compaction_s; /* 0 = backend default, -1 = never */
     char sim_profile[64];
     char sim_node_template[512];
 };

@@ -45,7 +45,13 @@ static const char usage[] =
     "  --listen ADDR:PORT             HTTPS address to serve on (default 127.0.0.1:6443)\n"
     "  --write-kubeconfig PATH        also write the admin kubeconfig here (it is always written\n"
     "                                 to DIR/kubeconfig.yaml, mode 0600)\n"
-    "  --datastore sqlite             storage backend (default sqlite: DIR/state.db)\n"
+    "  --datastore sqlite|etcd://HOST:PORT[,HOST:PORT...]\n"
+    "                                 storage backend (default sqlite: DIR/state.db; etcd for several servers)\n"
+    "  --etcd-cafile FILE             CA of the etcd servers (TLS)\n"
+    "  --etcd-certfile FILE           client certificate for etcd (TLS client auth)\n"
+    "  --etcd-keyfile FILE            client key for etcd\n"
+    "  --etcd-prefix PREFIX           key prefix in etcd (default /registry)\n"
+    "  --etcd-compaction-interval D   how often the server compacts etcd's history (default 5m; 0 = never)\n"
     "  --tls-san NAME                 extra DNS name or IP for the serving certificate (repeatable)\n"
     "  --watch-cache-sizes LIST       per-resource event history, e.g. deployments.apps#1000,pods#5000\n"
     "  --default-watch-cache-size N   event history per resource otherwise (default 1024; upstream 100)\n"
@@ -176,7 +182,21 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
             snprintf(o->write_kubeconfig, sizeof o->write_kubeconfig, "%s", v);
         else if ((v = flag_val(argc, argv, &i, "--datastore")))
             snprintf(o->datastore, sizeof o->datastore, "%s", v);
-        else if ((v = flag_val(argc, argv, &i, "--tls-san"))) {
+        else if ((v = flag_val(argc, argv, &i, "--etcd-cafile")))
+            snprintf(o->etcd_cafile, sizeof o->etcd_cafile, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--etcd-certfile")))
+            snprintf(o->etcd_certfile, sizeof o->etcd_certfile, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--etcd-keyfile")))
+            snprintf(o->etcd_keyfile, sizeof o->etcd_keyfile, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--etcd-prefix")))
+            snprintf(o->etcd_prefix, sizeof o->etcd_prefix, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--etcd-compaction-interval"))) {
+            o->etcd_compaction_s = !strcmp(v, "0") ? -1 : parse_duration(v);
+            if (o->etcd_compaction_s == 0 || o->etcd_compaction_s < -1) {
+                fprintf(stderr, "kubec server: --etcd-compaction-interval %s: expected a duration\n", v);
+                return -1;
+            }
+        } else if ((v = flag_val(argc, argv, &i, "--tls-san"))) {
             if (nsans < 64)
                 (*sans)[nsans++] = strdup(v);
         } else if ((v = flag_val(argc, argv, &i, "--watch-cache-sizes")))
@@ -222,8 +242,10 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
             return -1;
         }
     }
-    if (strcmp(o->datastore, "sqlite")) {
-        fprintf(stderr, "kubec server: --datastore %s is not supported yet (only sqlite)\n", o->datastore);
+    if (strcmp(o->datastore, "sqlite") && strncmp(o->datastore, "etcd://", 7) && strncmp(o->datastore, "http://", 7) &&
+        strncmp(o->datastore, "https://", 8)) {
+        fprintf(stderr, "kubec server: --datastore %s: expected sqlite or etcd://HOST:PORT[,HOST:PORT...]\n",
+                o->datastore);
         return -1;
     }
     return 0;
@@ -404,7 +426,11 @@ int kc_server_main(int argc, char **argv)
         return 2;
     char dbpath[600];
     snprintf(dbpath, sizeof dbpath, "%s/state.db", srv->opts.data_dir);
-    kc_info("apiserver", "Using storage backend sqlite (%s)", dbpath);
+    bool etcd = strcmp(srv->opts.datastore, "sqlite") != 0;
+    if (etcd)
+        kc_info("apiserver", "Using storage backend etcd (%s)", srv->opts.datastore);
+    else
+        kc_info("apiserver", "Using storage backend sqlite (%s)", dbpath);
     if (mkdir_p(srv->opts.data_dir, 0700) < 0) {
         kc_error("apiserver", "cannot create data dir %s: %s", srv->opts.data_dir, strerror(errno));
         return 1;
@@ -450,7 +476,13 @@ int kc_server_main(int argc, char **argv)
         kc_error("apiserver", "kubeconfig: %s", err.message);
         return 1;
     }
-    if (kc_store_sqlite_open(dbpath, NULL, &srv->store, &err)) {
+    struct kc_etcd_opts eo = {.cafile = srv->opts.etcd_cafile[0] ? srv->opts.etcd_cafile : NULL,
+                              .certfile = srv->opts.etcd_certfile[0] ? srv->opts.etcd_certfile : NULL,
+                              .keyfile = srv->opts.etcd_keyfile[0] ? srv->opts.etcd_keyfile : NULL,
+                              .prefix = srv->opts.etcd_prefix[0] ? srv->opts.etcd_prefix : NULL,
+                              .compaction_interval_s = srv->opts.etcd_compaction_s};
+    if (etcd ? kc_store_etcd_open(srv->opts.datastore, &eo, &srv->store, &err)
+             : kc_store_sqlite_open(dbpath, NULL, &srv->store, &err)) {
         kc_error("apiserver", "store: %s", err.message);
         return 1;
     }

@@ -485,7 +485,7 @@ static int64_t max_old_revision(struct dsync *s)
 static bool skip_copy_annotation(const char *k)
 {
     static const char *skip[] = {"kubectl.kubernetes.io/last-applied-configuration", ANN_REVISION, ANN_REV_HISTORY,
-                                 ANN_DESIRED, ANN_MAX, "deprecated.deployment.rollback.to"};
+                                 ANN_DESIRED, ANN_MAX, "deprecated.deployment.rollback.to", ANN_TIMELINE};
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
         if (!strcmp(k, skip[i]))
             return true;

@@ -245,9 +245,9 @@ static void fmt_dur(int64_t us, char *out, size_t n, bool utf8)
     } else if (a < 60000000) {
         fmt_num((double)a / 1e6, "s", sign, out, n);
     } else {
-        char s[32];
+        char s[16];
         fmt_num((double)(a % 60000000) / 1e6, "s", "", s, sizeof s);
-        snprintf(out, n, "%s%lldm%s", sign, (long long)(a / 60000000), s);
+        snprintf(out, n, "%s%lldm%.15s", sign, (long long)(a / 60000000), s);
     }
 }
 
