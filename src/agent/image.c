@@ -156,7 +156,7 @@ static void sweep(struct kc_image_store *s)
                         strf(dg, sizeof dg, "sha256:%s", e->d_name);
                         size_t j;
                         json_t *l;
-                        json_array_foreach(json_object_get(v, "layers"), j, l) if (json_equal(l, json_string(dg)))
+                        json_array_foreach(json_object_get(v, "layers"), j, l) if (!strcmp(json_string_value(l) ?: "", dg))
                             keep = true;
                         if (strcmp(json_string_value(json_object_get(v, "config")) ?: "", dg) == 0)
                             keep = true;
@@ -223,13 +223,23 @@ static bool has_name(json_t *img, const char *name)
     return false;
 }
 
-/* The image a normalised name refers to (tag name, repo@digest name, or a bare digest key). */
+/* Whether the unpacked rootfs of image key is on disk (someone may have removed it by hand). */
+static bool rootfs_there(struct kc_image_store *s, const char *key)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    rootfs_path(s, key, p, sizeof p);
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The image a normalised name refers to (tag name, repo@digest name, or a bare digest key) whose
+ * rootfs is on disk. */
 static json_t *find_image(struct kc_image_store *s, const char *name, const char **key)
 {
     const char *k;
     json_t *v;
     json_object_foreach(s->images, k, v) {
-        if (strcmp(k, name) == 0 || has_name(v, name)) {
+        if ((strcmp(k, name) == 0 || has_name(v, name)) && rootfs_there(s, k)) {
             if (key)
                 *key = k;
             return v;
@@ -482,6 +492,11 @@ static int commit_image(struct kc_image_store *s, const char *mdigest, const cha
     json_t *cur = json_object_get(s->images, mdigest);
     char rp[PATH_MAX];
     rootfs_path(s, mdigest, rp, sizeof rp);
+    if (cur && !rootfs_there(s, mdigest) && tmp) {
+        if (rename(tmp, rp)) /* the rootfs had been removed by hand: re-install it */
+            return kc_err_set(err, KC_EIO, 0, "ErrImagePull", "cannot install rootfs %s: %s", rp, strerror(errno));
+        tmp = NULL;
+    }
     if (cur) {
         size_t j;
         json_t *w;
@@ -533,7 +548,7 @@ static int do_pull(struct kc_image_store *s, const struct kc_image_ref *ir, json
             json_array_append_new(names, json_string(n));
     }
     pthread_mutex_lock(&s->mu);
-    bool have = !rc && json_object_get(s->images, mdigest);
+    bool have = !rc && json_object_get(s->images, mdigest) && rootfs_there(s, mdigest);
     unsigned long seq = ++s->seq;
     pthread_mutex_unlock(&s->mu);
     int64_t total = 0;

@@ -14,10 +14,17 @@ valid (then the registry is restarted, as it reads its certificate at start).
         reg.reissue_cert(expired=True); reg.restart()
         reg.stop(); reg.start()
 
+    Registry(auth="token") uses bearer tokens instead of basic auth: a token service (a thread of this
+    process, HTTPS on its own port) checks the htpasswd user and issues ES256 JWTs carrying the requested
+    repository actions, which the registry verifies against the signing certificate (x5c header).
+
 Every wait is bounded; a registry that does not come up raises with the tail of its log.
 """
 import atexit
 import base64
+import http.server
+import threading
+import urllib.parse
 import datetime
 import hashlib
 import json
@@ -117,8 +124,98 @@ class TestCA:
         return na
 
 
+def _b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+class TokenService:
+    """The registry's bearer-token realm: GET /token?service=..&scope=repository:NAME:ACTIONS with
+    optional basic credentials. Valid credentials get the requested actions; none get an anonymous
+    token without access (the registry then answers 401); wrong ones get 401."""
+
+    def __init__(self, reg, service, issuer):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        self.reg, self.service, self.issuer = reg, service, issuer
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubec test token signer")])
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=30))
+                     .sign(self.key, hashes.SHA256()))
+        self.bundle = os.path.join(reg.dir, "token-signer.crt")
+        with open(self.bundle, "wb") as f:
+            f.write(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.port = _free_port()
+        self.requests = []  # (user or None, scope, granted)
+        self.httpd = None
+
+    def token(self, user, scope):
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        access = []
+        if user and scope:
+            typ, name, actions = scope.split(":", 2)
+            access.append({"type": typ, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256",
+                  "x5c": [base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()]}
+        claims = {"iss": self.issuer, "sub": user or "", "aud": self.service, "exp": now + 600, "nbf": now - 60,
+                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = (_b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())).encode()
+        r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        return signing_input.decode() + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def start(self):
+        svc = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                scope = (q.get("scope") or [""])[0]
+                user = None
+                h = self.headers.get("Authorization", "")
+                if h.startswith("Basic "):
+                    u, _, p = base64.b64decode(h[6:]).decode().partition(":")
+                    if (u, p) != (svc.reg.user, svc.reg.password):
+                        svc.requests.append((u, scope, False))
+                        self.send_response(401)
+                        self.send_header("Content-Type", "application/json")
+                        self.end_headers()
+                        self.wfile.write(b'{"details":"invalid username or password"}')
+                        return
+                    user = u
+                svc.requests.append((user, scope, bool(user)))
+                body = json.dumps({"token": svc.token(user, scope), "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.reg.cert_path, self.reg.key_path)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        h, self.httpd = self.httpd, None
+        if h:
+            h.shutdown()
+            h.server_close()
+
+
 class Registry:
-    def __init__(self, user="kcuser", password="kc-pass-1", workdir=None):
+    def __init__(self, user="kcuser", password="kc-pass-1", workdir=None, auth="htpasswd"):
         miss = missing_tools()
         if miss:
             raise RuntimeError("registry fixture needs: " + ", ".join(miss) + " (run scripts/deps.sh)")
@@ -144,6 +241,7 @@ class Registry:
                 f.write(self.ca.pem())
         self.not_after = self.ca.issue(self.cert_path, self.key_path)
         _run(["htpasswd", "-Bbc", os.path.join(self.dir, "htpasswd"), user, password])
+        self.tokens = TokenService(self, "kubec-test-registry", "kubec-test-issuer") if auth == "token" else None
         self._write_config()
         atexit.register(self.stop)
 
@@ -154,12 +252,18 @@ class Registry:
                "storage": {"filesystem": {"rootdirectory": self.storage}, "delete": {"enabled": True}},
                "http": {"addr": self.host, "tls": {"certificate": self.cert_path, "key": self.key_path}},
                "auth": {"htpasswd": {"realm": "kubec-test", "path": os.path.join(self.dir, "htpasswd")}}}
+        if self.tokens:
+            cfg["auth"] = {"token": {"realm": "https://127.0.0.1:%d/token" % self.tokens.port,
+                                     "service": self.tokens.service, "issuer": self.tokens.issuer,
+                                     "rootcertbundle": self.tokens.bundle}}
         with open(os.path.join(self.dir, "config.yml"), "w") as f:
             json.dump(cfg, f, indent=1)
 
     def start(self, timeout=20):
         if self.proc and self.proc.poll() is None:
             return
+        if self.tokens and not self.tokens.httpd:
+            self.tokens.start()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", os.path.join(self.dir, "config.yml")],
                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -177,6 +281,7 @@ class Registry:
         raise RuntimeError("docker-registry did not listen on %s within %ds: %s" % (self.host, timeout, self.log_tail()))
 
     def stop(self):
+        """Stops the registry (the token service keeps running: it is a different host in real life)."""
         p, self.proc = self.proc, None
         if not p or p.poll() is not None:
             return
@@ -195,6 +300,8 @@ class Registry:
 
     def close(self):
         self.stop()
+        if self.tokens:
+            self.tokens.stop()
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -277,8 +384,12 @@ class Registry:
     def _request(self, method, path, body=None, headers=None):
         ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.crt"))
         req = urllib.request.Request("https://%s%s" % (self.host, path), data=body, method=method)
-        req.add_header("Authorization", "Basic " + base64.b64encode(
-            ("%s:%s" % (self.user, self.password)).encode()).decode())
+        if self.tokens:
+            repo = path[len("/v2/"):].rsplit("/", 2)[0]  # /v2/<repo>/manifests/<ref>
+            req.add_header("Authorization", "Bearer " + self.tokens.token(self.user, "repository:%s:pull,push" % repo))
+        else:
+            req.add_header("Authorization", "Basic " + base64.b64encode(
+                ("%s:%s" % (self.user, self.password)).encode()).decode())
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         with urllib.request.urlopen(req, context=ctx, timeout=30) as r:

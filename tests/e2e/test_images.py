@@ -129,6 +129,13 @@ class ImagesTest(unittest.TestCase):
         finally:
             self.reg.start()
 
+    def test_removed_rootfs_is_rebuilt(self):
+        out = self.pull_ok(self.ref("v1"))
+        shutil.rmtree(out["rootfs"])  # e.g. someone cleaned the node's disk by hand
+        again = self.pull_ok(self.ref("v1"))
+        self.assertEqual(again["rootfs"], out["rootfs"])
+        self.assertTrue(os.access(os.path.join(again["rootfs"], "bin", "busybox"), os.X_OK))
+
     def test_index_resolves_linux_amd64(self):
         idx = self.reg.push_index(REPO, "multi", [("linux", "arm64", self.v1), ("linux", "amd64", self.v2)])
         out = self.pull_ok(self.ref("multi"))
@@ -205,6 +212,73 @@ class ImagesTest(unittest.TestCase):
         self.assertEqual(out["reason"], "ErrImagePull")
         self.assertEqual(os.listdir(os.path.join(self.store, "rootfs")), [])
         self.assertNotIn(layer.split(":")[1], os.listdir(os.path.join(self.store, "blobs", "sha256")))
+
+
+class BearerTokenTest(unittest.TestCase):
+    """The registry delegates auth to a token service (WWW-Authenticate: Bearer realm=...)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.reg = Registry(auth="token")
+        try:
+            cls.reg.start()
+            cls.v1 = cls.reg.push_busybox("v1")
+        except Exception:
+            cls.reg.close()
+            raise
+        cls.tmp = tempfile.mkdtemp(prefix="kubec-images-bearer-")
+        cls.secrets = {}
+        for name, pw in (("regcred", None), ("badcred", "nope")):
+            p = os.path.join(cls.tmp, name + ".json")
+            with open(p, "w") as f:
+                json.dump(cls.reg.secret(name, password=pw), f)
+            cls.secrets[name] = p
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.reg.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def pull(self, secret):
+        cmd = tool_cmd() + ["pull", "%s/%s:v1" % (self.reg.host, REPO), "--local", tempfile.mkdtemp(dir=self.tmp),
+                            "--ca-dir", self.reg.ca_dir]
+        if secret:
+            cmd += ["--secret", self.secrets[secret]]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        return p.returncode, json.loads(p.stdout.strip().splitlines()[-1])
+
+    def test_token_with_credentials(self):
+        del self.reg.tokens.requests[:]
+        rc, out = self.pull("regcred")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["digest"], self.v1)
+        # one token for the pull, asked with the secret's user for exactly this repository
+        self.assertEqual(self.reg.tokens.requests, [("kcuser", "repository:%s:pull" % REPO, True)])
+
+    def test_concurrent_pulls_coalesced(self):
+        tool = os.environ.get("KC_IMAGE_CONCURRENT")
+        if not tool:
+            self.skipTest("KC_IMAGE_CONCURRENT not set (run through ctest)")
+        del self.reg.tokens.requests[:]
+        p = subprocess.run([tool, tempfile.mkdtemp(dir=self.tmp), self.reg.ca_dir, self.secrets["regcred"],
+                            "%s/%s:v1" % (self.reg.host, REPO), "8"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = json.loads(p.stdout)
+        self.assertEqual(out, {"ok": 8, "digests": [self.v1], "errors": []})
+        # eight callers, one pull: a single token request reached the token service
+        self.assertEqual(len(self.reg.tokens.requests), 1, self.reg.tokens.requests)
+
+    def test_anonymous_token_is_unauthorized(self):
+        rc, out = self.pull(None)
+        self.assertEqual(rc, 1)
+        self.assertIn("unauthorized", out["message"])
+        self.assertIn("no imagePullSecret", out["message"])
+
+    def test_rejected_by_token_service_names_secret(self):
+        rc, out = self.pull("badcred")
+        self.assertEqual(rc, 1)
+        self.assertIn("unauthorized", out["message"])
+        self.assertIn('"badcred"', out["message"])
 
 
 if __name__ == "__main__":
