@@ -318,6 +318,7 @@ static int step_start(const struct kc_podsm_env *env, struct kc_pod_sm *sm, stru
     }
     c->started_ms = now;
     c->started = true;
+    c->probes_known = false;
     emit(env, pod, "Normal", "Started", "Started container %s", c->name);
     set_state(env, sm, c, KC_CS_RUNNING, NULL, NULL);
     return 1;
@@ -336,6 +337,10 @@ static int step_running(const struct kc_podsm_env *env, struct kc_pod_sm *sm, st
         st.finished_ms = now;
     }
     if (st.state != KC_RT_EXITED) {
+        c->probes_known = st.probes_known; /* readiness/startup probe results gate Ready/started */
+        c->probe_ready = st.ready;
+        if (st.probes_known && st.state == KC_RT_RUNNING)
+            c->started = st.started;
         if (next > 0)
             c->wake_ms = now + next;
         return 0;
@@ -570,7 +575,7 @@ static json_t *term_json(const struct kc_ctr_term *t)
 
 static bool ctr_ready(const struct kc_pod_sm *sm, const struct kc_ctr_sm *c)
 {
-    return c->st == KC_CS_RUNNING && !sm->killing;
+    return c->st == KC_CS_RUNNING && !sm->killing && (!c->probes_known || c->probe_ready != 0);
 }
 
 static json_t *ctr_status(const struct kc_pod_sm *sm, const struct kc_ctr_sm *c, bool initializing)

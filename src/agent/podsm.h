@@ -74,6 +74,8 @@ struct kc_ctr_sm {
     struct kc_ctr_term last;     /* lastState.terminated */
     bool has_last;
     bool started;                /* status.started (no startup probes in sim: true once running) */
+    bool probes_known;           /* the runtime reports probe results (runc): probe_ready counts */
+    int probe_ready;             /* -1 no readiness probe, 0 not ready, 1 ready */
     bool done;                   /* init: completed successfully; regular: terminated, no restart */
     struct kc_backoff pull_bo, crash_bo, err_bo;
 };

@@ -61,6 +61,12 @@ struct kc_rt_status {
     char reason[32];     /* for EXITED: "Completed", "Error", "OOMKilled" */
     char message[256];
     int64_t started_ms, finished_ms; /* wall clock, ms since epoch (0 = unknown) */
+    /* Probes (runc): ready -1 = no readiness probe (ready while running), 0 = not ready, 1 = ready;
+     * started: false while a startup probe has not yet succeeded. The sim leaves ready 0 / started
+     * false with probes_known false, and podsm then ignores both. */
+    bool probes_known;
+    int ready;
+    bool started;
 };
 
 struct kc_runtime_ops {
@@ -101,5 +107,48 @@ int kc_sim_runtime_new(const char *profile, kc_clock_fn clock, void *clock_ctx, 
 void kc_sim_set_node_index(void *impl, const char *node, int index);
 /* Parses "2s", "500ms", "1m", "1.5s" into ms; -1 if malformed. */
 int64_t kc_parse_duration_ms(const char *s);
+
+/* ---- runc runtime (runc.c and runc_*.c; docs/runtime.md) ----
+ * Real containers: OCI bundles run by `runc --root <data_dir>/runc`, one network namespace per pod
+ * wired by the CNI bridge + host-local plugins, probes, rotating log files. The agent process becomes
+ * a child subreaper (prctl) so that container processes are its children and exit codes are exact. */
+#include "agent/image.h"
+
+struct kc_runc_opts {
+    const char *data_dir;       /* required; created if missing */
+    const char *runc_path;      /* default "runc" (PATH) */
+    const char *cni_bin_dir;    /* default /usr/lib/cni */
+    const char *pod_cidr;       /* default 10.88.0.0/16 */
+    const char *bridge;         /* default kubec0 */
+    const char *host_ip;        /* pod IP of hostNetwork pods (default 127.0.0.1) */
+    int64_t log_max_bytes;      /* rotate a container log above this (default 10 MiB); one old file kept */
+    /* Images: pull (blocking, called from a thread of the runtime) and lookup. pod may carry
+     * imagePullSecrets; the callee resolves them. Both required. */
+    int (*image_pull)(void *ctx, const char *ref, json_t *pod, bool force, struct kc_image_info *out,
+                      struct kc_err *err);
+    bool (*image_present)(void *ctx, const char *ref, struct kc_image_info *out);
+    void *image_ctx;
+    /* Object lookup for env valueFrom (plural "secrets" / "configmaps"); new reference or NULL. May be NULL. */
+    json_t *(*get_object)(void *ctx, const char *plural, const char *ns, const char *name);
+    void *get_ctx;
+};
+
+/* Checks that runc can run containers here (root, runc binary, cgroups); false + reason if not. */
+bool kc_runc_usable(const char *runc_path, char *why, size_t n);
+int kc_runc_runtime_new(const struct kc_runc_opts *o, const struct kc_runtime_ops **ops, void **impl,
+                        struct kc_err *err);
+
+/* Container logs (served by the agent's HTTPS API, logsrv.c). */
+struct kc_log_req {
+    const char *pod_uid, *container;
+    bool previous, follow, timestamps;
+    int64_t tail_lines;         /* -1 = all */
+    int64_t limit_bytes;        /* -1 = no limit */
+};
+/* Writes the log (messages only, or "timestamp message" with timestamps) through write_fn; with follow
+ * it keeps writing until the container run ends or write_fn returns non-zero.
+ * KC_ENOTFOUND if the container never ran here (or has no previous run, for previous). */
+int kc_runc_read_log(void *impl, const struct kc_log_req *q, int (*write_fn)(void *ctx, const char *p, size_t n),
+                     void *ctx, struct kc_err *err);
 
 #endif

@@ -1,0 +1,179 @@
+/* runc_proc.c — runs helper programs (runc, CNI plugins, ip) as child processes for the runc runtime.
+ *
+ * fork + execvp with the child touching only async-signal-safe calls (the agent is multi-threaded);
+ * stdin fed from a buffer, stdout/stderr captured through pipes with a size cap each, the whole run
+ * bounded by a timeout after which the child is SIGKILLed. The parent waits for exactly its pid, so it
+ * never reaps container processes (which the runtime waits for itself).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/runc_int.h"
+
+extern char **environ;
+
+#define ENV_MAX 256
+
+struct cap {
+    char *buf;
+    size_t len, max;
+};
+
+static void cap_add(struct cap *c, const char *p, size_t n)
+{
+    if (c->len + n > c->max)
+        n = c->max - c->len;
+    if (!n)
+        return;
+    char *nb = realloc(c->buf, c->len + n + 1);
+    if (!nb)
+        return;
+    c->buf = nb;
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+    c->buf[c->len] = 0;
+}
+
+/* Builds environ + extra (extra wins on equal names); pointers into existing strings. */
+static char **build_env(const char *const *extra)
+{
+    size_t n = 0, x = 0;
+    while (environ[n])
+        n++;
+    while (extra && extra[x])
+        x++;
+    if (x > ENV_MAX)
+        x = ENV_MAX;
+    char **e = calloc(n + x + 1, sizeof *e);
+    if (!e)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool shadowed = false;
+        for (size_t j = 0; j < x && !shadowed; j++) {
+            const char *eq = strchr(extra[j], '=');
+            size_t l = eq ? (size_t)(eq - extra[j]) : strlen(extra[j]);
+            shadowed = !strncmp(environ[i], extra[j], l) && environ[i][l] == '=';
+        }
+        if (!shadowed)
+            e[k++] = environ[i];
+    }
+    for (size_t j = 0; j < x; j++)
+        e[k++] = (char *)(uintptr_t)extra[j];
+    return e;
+}
+
+static void child(const struct kc_proc *p, int in_r, int out_w, int err_w, char **envp)
+{
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(in_r >= 0 ? in_r : devnull, 0);
+    dup2(p->out_fd >= 0 ? p->out_fd : out_w >= 0 ? out_w : devnull, 1);
+    dup2(p->err_fd >= 0 ? p->err_fd : err_w >= 0 ? err_w : devnull, 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the agent blocks SIGTERM for sigwait: do not pass that on */
+    if (envp)
+        environ = envp;
+    execvp(p->argv[0], (char *const *)(uintptr_t)p->argv);
+    _exit(127);
+}
+
+int kc_proc_run(const struct kc_proc *p, int *status, char **out, char **errout, struct kc_err *err)
+{
+    int inp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    size_t max = p->out_max ? p->out_max : 65536;
+    struct cap co = {.max = max}, ce = {.max = max};
+    char **envp = p->env ? build_env(p->env) : NULL;
+    if ((p->env && !envp) || (p->in && pipe2(inp, O_CLOEXEC)) || (p->out_fd < 0 && pipe2(outp, O_CLOEXEC)) ||
+        (p->err_fd < 0 && pipe2(errp, O_CLOEXEC))) {
+        free(envp);
+        for (int i = 0; i < 2; i++) {
+            if (inp[i] >= 0) close(inp[i]);
+            if (outp[i] >= 0) close(outp[i]);
+            if (errp[i] >= 0) close(errp[i]);
+        }
+        return kc_err_set(err, KC_EIO, 0, "InternalError", "cannot start %.200s: %s", p->argv[0], strerror(errno));
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        child(p, inp[0], outp[1], errp[1], envp);
+    free(envp);
+    if (inp[0] >= 0) close(inp[0]);
+    if (outp[1] >= 0) close(outp[1]);
+    if (errp[1] >= 0) close(errp[1]);
+    if (pid < 0) {
+        if (inp[1] >= 0) close(inp[1]);
+        if (outp[0] >= 0) close(outp[0]);
+        if (errp[0] >= 0) close(errp[0]);
+        return kc_err_set(err, KC_EIO, 0, "InternalError", "fork for %.200s: %s", p->argv[0], strerror(errno));
+    }
+    size_t in_len = p->in ? strlen(p->in) : 0, in_off = 0;
+    if (inp[1] >= 0)
+        fcntl(inp[1], F_SETFL, O_NONBLOCK);
+    if (inp[1] >= 0 && !in_len) {
+        close(inp[1]);
+        inp[1] = -1;
+    }
+    int64_t deadline = rc_now_ms() + (p->timeout_ms > 0 ? p->timeout_ms : RUNC_CMD_TIMEOUT_MS);
+    bool timed_out = false;
+    while (outp[0] >= 0 || errp[0] >= 0 || inp[1] >= 0) {
+        struct pollfd fds[3] = {{.fd = outp[0], .events = POLLIN}, {.fd = errp[0], .events = POLLIN},
+                                {.fd = inp[1], .events = POLLOUT}};
+        int64_t left = deadline - rc_now_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        if (poll(fds, 3, (int)left) < 0 && errno != EINTR)
+            break;
+        char b[4096];
+        for (int i = 0; i < 2; i++) {
+            int *fd = i ? &errp[0] : &outp[0];
+            if (*fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                ssize_t n = read(*fd, b, sizeof b);
+                if (n > 0)
+                    cap_add(i ? &ce : &co, b, (size_t)n);
+                else if (n == 0 || errno != EINTR) {
+                    close(*fd);
+                    *fd = -1;
+                }
+            }
+        }
+        if (inp[1] >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(inp[1], p->in + in_off, in_len - in_off);
+            if (n > 0)
+                in_off += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len) {
+                close(inp[1]);
+                inp[1] = -1;
+            }
+        }
+    }
+    if (timed_out)
+        kill(pid, SIGKILL);
+    if (inp[1] >= 0) close(inp[1]);
+    if (outp[0] >= 0) close(outp[0]);
+    if (errp[0] >= 0) close(errp[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
+    if (out)
+        *out = co.buf ? co.buf : strdup("");
+    else
+        free(co.buf);
+    if (errout)
+        *errout = ce.buf ? ce.buf : strdup("");
+    else
+        free(ce.buf);
+    if (timed_out)
+        return kc_err_set(err, KC_EIO, 0, "InternalError", "%.200s timed out", p->argv[0]);
+    return 0;
+}
