@@ -419,8 +419,8 @@ static int classify(struct kc_reg *r, const char *what, const char *ref, struct 
                               "repository %s not found on registry %s (name unknown)", r->repo, r->domain);
         if (strcmp(what, "manifest") == 0)
             return kc_err_set(err, KC_ENOTFOUND, 404, "ErrImagePull",
-                              "manifest unknown: %s:%s not found on registry %s (no such tag or digest)", r->repo, ref,
-                              r->domain);
+                              "manifest unknown: %s%s%s not found on registry %s (no such tag or digest)", r->repo,
+                              strncmp(ref, "sha256:", 7) ? ":" : "@", ref, r->domain);
         return kc_err_set(err, KC_ENOTFOUND, 404, "ErrImagePull", "blob unknown: %s of %s not found on registry %s",
                           ref, r->repo, r->domain);
     case 429:
