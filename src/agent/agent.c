@@ -362,9 +362,11 @@ static void observe_start_sli(struct kc_agent *a, struct pod_entry *e, json_t *p
 {
     struct timespec created;
     json_t *tl = json_loads(jstr(json_object_get(jmeta(pod), "annotations"), TIMELINE_ANN) ?: "{}", 0, NULL);
+    /* a pod that had started before (an earlier agent process stamped it) is a restart, not a start */
+    bool restarted = json_object_get(tl, tl_names[TL_STARTED]) != NULL;
     bool ok = parse_time(jstr(tl, "created"), &created) || parse_time(jstr(jmeta(pod), "creationTimestamp"), &created);
     json_decref(tl);
-    if (!ok)
+    if (!ok || restarted)
         return;
     double d = ts_diff(&e->tl[TL_STARTED], &created);
     if (e->pull_first.tv_sec && e->pull_last.tv_sec && ts_diff(&e->pull_last, &e->pull_first) > 0)
