@@ -198,9 +198,10 @@ static int transport_error(struct kc_reg *r, CURLcode cc, const char *ebuf, stru
                           detail);
     }
     switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return kc_err_set(err, KC_EIO, 0, "ErrImagePull", "registry %s unreachable: timed out (%s)", r->host, detail);
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_GOT_NOTHING:

@@ -339,10 +339,11 @@ class Registry:
         if not os.path.isdir(self.layout):
             _run(["umoci", "init", "--layout", self.layout])
 
-    def push_busybox(self, tag, repo="kubec/busybox", files=None, remove=(), cmd=("/bin/sh", "-c", "echo hello; sleep 3600")):
+    def push_busybox(self, tag, repo="kubec/busybox", files=None, remove=(),
+                     cmd=("/bin/sh", "-c", "echo hello; sleep 3600"), docker_format=False):
         """Builds an image (busybox-static with applet links, /etc/kc-tag = tag, extra files {path: text},
-        paths in remove deleted in a second layer, i.e. whiteouts) and pushes it as repo:tag.
-        Returns the manifest digest the registry stores."""
+        paths in remove deleted in a second layer, i.e. whiteouts) and pushes it as repo:tag (OCI media
+        types, or Docker schema 2 with docker_format). Returns the manifest digest the registry stores."""
         self._layout_init()
         src = "%s:%s" % (self.layout, tag)
         _run(["umoci", "new", "--image", src])
@@ -377,8 +378,8 @@ class Registry:
         _run(args)
         shutil.rmtree(bundle, ignore_errors=True)
         _run(["skopeo", "copy", "--quiet", "--dest-creds", "%s:%s" % (self.user, self.password),
-              "--dest-cert-dir", self.skopeo_certs, "oci:" + src, "docker://%s/%s:%s" % (self.host, repo, tag)],
-             timeout=180)
+              "--dest-cert-dir", self.skopeo_certs] + (["--format", "v2s2"] if docker_format else []) +
+             ["oci:" + src, "docker://%s/%s:%s" % (self.host, repo, tag)], timeout=180)
         return self.manifest_digest(repo, tag)
 
     def _request(self, method, path, body=None, headers=None):
@@ -399,24 +400,25 @@ class Registry:
         """(digest, mediaType, document) of repo:ref as the registry serves it."""
         _, h, body = self._request("GET", "/v2/%s/manifests/%s" % (repo, ref), headers={"Accept": ", ".join([
             "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json"])})
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json"])})
         return "sha256:" + hashlib.sha256(body).hexdigest(), h.get("Content-Type"), json.loads(body)
 
     def manifest_digest(self, repo, ref):
         return self.manifest(repo, ref)[0]
 
-    def push_index(self, repo, tag, platforms):
-        """Pushes an OCI image index: platforms = [(os, arch, manifest digest), ...]."""
+    def push_index(self, repo, tag, platforms, docker_list=False):
+        """Pushes an OCI image index (or a Docker manifest list): platforms = [(os, arch, digest), ...]."""
         ms = []
         for os_, arch, dg in platforms:
             _, mt, doc = self.manifest(repo, dg)
             raw = self._request("GET", "/v2/%s/manifests/%s" % (repo, dg),
                                 headers={"Accept": mt})[2]
             ms.append({"mediaType": mt, "digest": dg, "size": len(raw), "platform": {"os": os_, "architecture": arch}})
-        idx = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                          "manifests": ms}).encode()
-        self._request("PUT", "/v2/%s/manifests/%s" % (repo, tag), body=idx,
-                      headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+        mt = "application/vnd.docker.distribution.manifest.list.v2+json" if docker_list else \
+            "application/vnd.oci.image.index.v1+json"
+        idx = json.dumps({"schemaVersion": 2, "mediaType": mt, "manifests": ms}).encode()
+        self._request("PUT", "/v2/%s/manifests/%s" % (repo, tag), body=idx, headers={"Content-Type": mt})
         return "sha256:" + hashlib.sha256(idx).hexdigest()
 
     def blob_file(self, digest):

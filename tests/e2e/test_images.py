@@ -10,6 +10,7 @@ Every command is bounded by a timeout; the registry is stopped in tearDownClass 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,48 @@ class ImagesTest(unittest.TestCase):
             self.assertEqual(f.read(), "v2\n")
         out = self.pull_ok("%s/%s@%s" % (self.reg.host, REPO, idx), store=tempfile.mkdtemp(dir=self.tmp))
         self.assertEqual(out["digest"], self.v2)
+
+    def test_docker_media_types(self):
+        d = self.reg.push_busybox("docker", docker_format=True)
+        _, mt, _ = self.reg.manifest(REPO, d)
+        self.assertEqual(mt, "application/vnd.docker.distribution.manifest.v2+json")
+        lst = self.reg.push_index(REPO, "dockerlist", [("linux", "amd64", d), ("windows", "amd64", self.v1)],
+                                  docker_list=True)
+        self.assertEqual(self.reg.manifest(REPO, lst)[1], "application/vnd.docker.distribution.manifest.list.v2+json")
+        out = self.pull_ok(self.ref("dockerlist"))
+        self.assertEqual(out["digest"], d)
+        with open(os.path.join(out["rootfs"], "etc", "kc-tag")) as f:
+            self.assertEqual(f.read(), "docker\n")
+
+    def test_silent_registry_times_out_as_unreachable(self):
+        # a listener that accepts and never answers (a black-holed registry): bounded, and said so
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        try:
+            out = self.pull_fails("127.0.0.1:%d/%s:v1" % (s.getsockname()[1], REPO), "unreachable", "timed out")
+            self.assertLess(self.elapsed, 25)
+        finally:
+            s.close()
+
+    def test_stale_cache_and_force_pull(self):
+        first = self.reg.push_busybox("moving", files={"etc/gen": "1\n"})
+        self.assertEqual(self.pull_ok(self.ref("moving"))["digest"], first)
+        second = self.reg.push_busybox("moving", files={"etc/gen": "2\n"})
+        self.assertNotEqual(first, second)
+        # IfNotPresent: the cached (now stale) image
+        self.assertEqual(self.pull_ok(self.ref("moving"))["digest"], first)
+        # Always: the tag is re-resolved; the name moves to the new image
+        rc, out = self.images("pull", self.ref("moving"), "--force")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["digest"], second)
+        with open(os.path.join(out["rootfs"], "etc", "gen")) as f:
+            self.assertEqual(f.read(), "2\n")
+        rc, ls = self.images("ls", secret=None, ca=False)
+        owners = [i for i in ls if self.ref("moving") in i["names"]]
+        self.assertEqual(len(owners), 1)
+        self.assertIn(second, owners[0]["names"])
+        self.assertEqual(len(ls), 2)  # the old image stays (by digest) until pruned
 
     def test_prune_frees_the_store(self):
         a = self.pull_ok(self.ref("v1"))
