@@ -32,10 +32,11 @@
 
 static atomic_bool g_interrupted;
 
+/* First Ctrl-C: stop creating, report, clean up. A second one ends the process the default way. */
 static void on_signal(int sig)
 {
-    (void)sig;
     atomic_store(&g_interrupted, true);
+    signal(sig, SIG_DFL);
 }
 
 struct run {
@@ -208,7 +209,7 @@ static void churn_one(struct run *r, int i)
         json_decref(patch);
         if (!rc) {
             pthread_mutex_lock(&r->st.mu);
-            d->generation = json_integer_value(json_object_get(json_object_get(out, "metadata"), "generation"));
+            d->want_gen = json_integer_value(json_object_get(json_object_get(out, "metadata"), "generation"));
             pthread_mutex_unlock(&r->st.mu);
         }
         json_decref(out);
@@ -394,7 +395,7 @@ static bool churn_settled(struct run *r, int want)
     pthread_mutex_lock(&r->st.mu);
     for (int i = 0; ok && i < r->c->deployments; i++) {
         struct st_deploy *d = &r->st.d[i];
-        if (d->created && (d->observed < d->generation || d->updated != want || d->available_replicas != want ||
+        if (d->created && (d->observed < d->want_gen || d->updated != want || d->available_replicas != want ||
                            d->replicas != want))
             ok = false;
     }

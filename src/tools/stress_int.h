@@ -164,7 +164,8 @@ struct st_deploy {
     double sent, accepted_client; /* create request sent / answered (client wall clock) */
     bool created, failed, available;
     double stamp[ST_NSTAGES], seen[ST_NSTAGES], cond[ST_NSTAGES];
-    int64_t generation, observed;
+    int64_t generation, observed; /* from the watch */
+    int64_t want_gen;             /* generation of our last churn patch (from its answer) */
     int replicas, updated, ready_replicas, available_replicas;
 };
 

@@ -206,6 +206,21 @@ class SmallRunTest(StressCase):
         self.assertEqual(len(doc["pods"]), 3)
         self.assertEqual(len({p["namespace"] for p in doc["pods"]}), 2)
 
+    def test_churn_scales_rolls_and_deletes(self):
+        rc, out, err = self.stress("--deployments", "4", "--replicas", "2", "--churn", "--churn-image",
+                                   "registry.k8s.io/pause:3.10", "--timeout", "120s", "-o", "json")
+        self.assertEqual(rc, 0, out + err)
+        doc = json.loads(out)
+        churn = doc["churn"]
+        for phase in ("scaleUp", "rollout", "delete"):
+            self.assertTrue(churn[phase]["complete"], churn)
+        self.assertEqual(churn["scaleUp"]["replicas"], 3)  # 2 + 50 %, rounded up
+        self.assertEqual(churn["rollout"]["image"], "registry.k8s.io/pause:3.10")
+        self.assertEqual(doc["api"]["patch"]["requests"], 8)  # one scale and one rollout patch each
+        self.assertEqual(doc["api"]["patch"]["errors"], 0)
+        self.assertEqual(len(doc["pods"]), 8)  # the creation phase's pods only
+        self.assertEqual(self.labelled(doc["run"]), {})
+
     def test_keep_leaves_the_objects(self):
         rc, out, err = self.stress("--deployments", "2", "--replicas", "1", "--keep", "-o", "json")
         self.assertEqual(rc, 0, out + err)
