@@ -40,9 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/kmetrics.h"
 #include "agent/podsm.h"
+#include "agent/runc_node.h"
 #include "client/informer.h"
 #include "client/workqueue.h"
 #include "client/events.h"
@@ -90,6 +92,7 @@ struct kc_agent {
     const struct kc_runtime_ops *rt; /* the metrics wrapper around the sim runtime */
     void *rt_impl;
     void *sim_impl;                  /* the sim runtime itself (node indexes) */
+    struct kc_runc_node *real;       /* runtime "runc": this machine (runc_node.c); NULL for sim */
     json_t *tmpl;
     int nnodes;
     struct agent_node *nodes;
@@ -575,6 +578,15 @@ static json_t *node_status(struct kc_agent *a, int i)
                      "kubeletEndpoint", "Port", 10250);
 }
 
+/* A real node reports this machine; a sim node the template. */
+static json_t *node_status_of(struct kc_agent *a, int i)
+{
+    json_t *st = node_status(a, i);
+    if (a->real && st)
+        kc_runc_node_status(a->real, st);
+    return st;
+}
+
 static json_t *node_labels(struct kc_agent *a, int i)
 {
     struct agent_node *n = &a->nodes[i];
@@ -597,7 +609,7 @@ static int post_node_status(struct kc_agent *a, int i, struct kc_err *err)
 {
     char path[400];
     kc_path(path, sizeof path, "", "v1", "nodes", NULL, a->nodes[i].name, "status");
-    json_t *patch = json_pack("{s:o}", "status", node_status(a, i));
+    json_t *patch = json_pack("{s:o}", "status", node_status_of(a, i));
     int rc = kc_client_patch(a->c, path, "application/merge-patch+json", patch, NULL, err);
     json_decref(patch);
     if (!rc)
@@ -613,12 +625,13 @@ static int register_node(struct kc_agent *a, int i, struct kc_err *err)
         json_decref(ann);
         ann = json_object();
     }
-    json_object_set_new(ann, "kubec.io/sim", json_string("true"));
+    if (!a->real)
+        json_object_set_new(ann, "kubec.io/sim", json_string("true"));
     json_object_set_new(ann, "node.alpha.kubernetes.io/ttl", json_string("0"));
     json_t *taints = json_deep_copy(tmpl_get(a->tmpl, "taints", "spec", "taints"));
     json_t *node = json_pack("{s:s,s:s,s:{s:s,s:o,s:o},s:{},s:o}", "apiVersion", "v1", "kind", "Node", "metadata",
                              "name", n->name, "labels", node_labels(a, i), "annotations", ann, "spec", "status",
-                             node_status(a, i));
+                             node_status_of(a, i));
     if (json_is_array(taints))
         json_object_set_new(json_object_get(node, "spec"), "taints", taints);
     else
@@ -711,11 +724,16 @@ static int setup_nodes(struct kc_agent *a, struct kc_err *err)
         snprintf(n->name, sizeof n->name, "%s-%d", a->prefix, i);
         snprintf(n->zone, sizeof n->zone, "%s", zones[i % 3]);
         snprintf(n->host_ip, sizeof n->host_ip, "10.41.%d.%d", (i / 250) % 256, i % 250 + 1);
+        if (a->real) { /* this machine */
+            snprintf(n->name, sizeof n->name, "%s", a->prefix);
+            kc_runc_host_ip(n->host_ip, sizeof n->host_ip);
+        }
         int perr = 0;
         kc_map_put(&a->node_idx, n->name, (void *)(intptr_t)(i + 1), &perr);
         if (perr)
             return kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
-        kc_sim_set_node_index(a->sim_impl, n->name, i);
+        if (a->sim_impl)
+            kc_sim_set_node_index(a->sim_impl, n->name, i);
     }
     for (int i = 0; i < a->nnodes; i++) {
         if (register_node(a, i, err))
@@ -754,9 +772,40 @@ static int start_pods(struct kc_agent *a, struct kc_err *err)
     return 0;
 }
 
+/* ns/name → uid of a pod this agent runs (the log server's lookup). */
+static int pod_uid_of(void *ctx, const char *ns, const char *name, char *uid, size_t n)
+{
+    struct kc_agent *a = ctx;
+    char key[600];
+    snprintf(key, sizeof key, "%.250s/%.300s", ns, name);
+    pthread_mutex_lock(&a->mu);
+    struct pod_entry *e = kc_map_get(&a->pods, key);
+    if (e)
+        snprintf(uid, n, "%s", e->sm.uid);
+    pthread_mutex_unlock(&a->mu);
+    return e ? 0 : KC_ENOTFOUND;
+}
+
+static int start_real(struct kc_agent *a, const struct kc_agent_opts *o, const struct kc_runtime_ops **ops,
+                      void **impl, struct kc_err *err)
+{
+    char ip[48];
+    kc_runc_host_ip(ip, sizeof ip);
+    struct kc_runc_node_opts ro = {.client = a->c, .data_dir = o->data_dir, .node_name = a->prefix, .host_ip = ip,
+                                   .serving_port = o->serving_port, .serving_token = o->serving_token,
+                                   .registry_ca_dir = o->registry_ca_dir, .pod_uid = pod_uid_of, .ctx = a};
+    return kc_runc_node_new(&ro, ops, impl, &a->real, err);
+}
+
+const char *kc_agent_serving_token(const struct kc_agent *a) { return a ? kc_runc_node_token(a->real) : NULL; }
+int kc_agent_serving_port(const struct kc_agent *a) { return a ? kc_runc_node_port(a->real) : 0; }
+
 int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc_agent **out, struct kc_err *err)
 {
-    if (!c || !o || o->sim_nodes < 1 || o->sim_nodes > MAX_SIM_NODES)
+    bool real = o && o->runtime && !strcmp(o->runtime, "runc");
+    if (o && o->runtime && !real && strcmp(o->runtime, "sim"))
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "unknown runtime \"%.40s\" (want sim or runc)", o->runtime);
+    if (!c || !o || (!real && (o->sim_nodes < 1 || o->sim_nodes > MAX_SIM_NODES)))
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "--sim-nodes must be between 1 and %d", MAX_SIM_NODES);
     struct kc_agent *a = calloc(1, sizeof *a);
     if (!a)
@@ -768,7 +817,13 @@ int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc
     snprintf(a->profile, sizeof a->profile, "%s", o->sim_profile && *o->sim_profile ? o->sim_profile : "fast");
     snprintf(a->prefix, sizeof a->prefix, "%s", o->node_name_prefix && *o->node_name_prefix ? o->node_name_prefix
                                                                                              : "sim");
-    a->nnodes = o->sim_nodes;
+    a->nnodes = real ? 1 : o->sim_nodes;
+    if (real) {
+        char host[128] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(a->prefix, sizeof a->prefix, "%s", o->node_name && *o->node_name ? o->node_name : host);
+        snprintf(a->profile, sizeof a->profile, "runc");
+    }
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
     kc_map_init(&a->node_idx);
@@ -779,10 +834,15 @@ int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc
     if (!a->rec || !a->q)
         rc = kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
     const struct kc_runtime_ops *sim_ops = NULL;
-    if (!rc)
+    void *inner = NULL;
+    if (!rc && real)
+        rc = start_real(a, o, &sim_ops, &inner, err);
+    else if (!rc)
         rc = kc_sim_runtime_new(a->profile, NULL, NULL, &sim_ops, &a->sim_impl, err);
-    if (!rc && (rc = kc_rt_metrics_wrap(sim_ops, a->sim_impl, &a->rt, &a->rt_impl, err)))
-        sim_ops->free(a->sim_impl);
+    if (!rc && !real)
+        inner = a->sim_impl;
+    if (!rc && (rc = kc_rt_metrics_wrap(sim_ops, inner, &a->rt, &a->rt_impl, err)))
+        sim_ops->free(inner);
     if (!rc && o->sim_node_template)
         rc = load_template(o->sim_node_template, &a->tmpl, err);
     if (!rc && !a->tmpl)
@@ -833,8 +893,10 @@ void kc_agent_stop(struct kc_agent *a)
     kc_map_release(&a->node_idx);
     if (a->q)
         kc_wq_free(a->q);
+    kc_runc_node_stop(a->real); /* the log server reads through the runtime: stop it first */
     if (a->rt)
         a->rt->free(a->rt_impl);
+    kc_runc_node_free(a->real);
     json_decref(a->tmpl);
     free(a->nodes);
     pthread_cond_destroy(&a->cv);

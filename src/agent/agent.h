@@ -21,11 +21,22 @@ struct kc_agent_opts {
     const char *node_name_prefix;  /* sim node names: <prefix>-<i> (default "sim") */
     int lease_renew_s;             /* default 10 */
     int workers;                   /* pod workers shared by all pods (default 8) */
+    /* Real node (runtime "runc"): one node, this machine, real containers (docs/runtime.md). */
+    const char *runtime;           /* "sim" (default) | "runc" */
+    const char *data_dir;          /* runc: default /var/lib/kubec/agent */
+    const char *node_name;         /* runc: default the host name */
+    int serving_port;              /* runc: HTTPS log API port (0 = 10250, -1 = none) */
+    const char *serving_token;     /* runc: bearer token the log API accepts (NULL = generated, see below) */
+    const char *registry_ca_dir;   /* runc: <registry host[:port]>.crt files trusted for pulls */
 };
 
 struct kc_agent;
 
 int kc_agent_start(struct kc_client *c, const struct kc_agent_opts *o, struct kc_agent **out, struct kc_err *err);
+/* runc: the token the agent's HTTPS API (GET /containerLogs/...) accepts, and its port (NULL / 0 for sim).
+ * The API server proxies pods/log there with "Authorization: Bearer <token>". */
+const char *kc_agent_serving_token(const struct kc_agent *a);
+int kc_agent_serving_port(const struct kc_agent *a);
 void kc_agent_stop(struct kc_agent *a);
 /* `kubec agent` entry point. */
 int kc_agent_main(int argc, char **argv);

@@ -17,11 +17,20 @@
 
 static int usage(FILE *f)
 {
-    fprintf(f, "Usage: kubec agent --kubeconfig FILE --sim-nodes N [flags]\n\n"
-               "Runs the node agent (kubelet) for N simulated nodes against an API server.\n\n"
+    fprintf(f, "Usage: kubec agent --kubeconfig FILE --sim-nodes N [flags]\n"
+               "       kubec agent --kubeconfig FILE --runtime runc [--data-dir DIR] [flags]\n\n"
+               "Runs the node agent (kubelet) for N simulated nodes, or for this machine with real containers\n"
+               "(runc; needs root, the runc and containernetworking-plugins packages), against an API server.\n\n"
                "Flags:\n"
                "  --kubeconfig FILE          kubeconfig of the API server (required)\n"
-               "  --sim-nodes N              number of simulated nodes (required, 1..100000)\n"
+               "  --runtime sim|runc         sim (default): virtual nodes; runc: this machine, real containers\n"
+               "  --data-dir DIR             runc: state, images, logs (default /var/lib/kubec/agent)\n"
+               "  --node-name NAME           runc: the Node's name (default the host name)\n"
+               "  --port N                   runc: HTTPS log API port (default 10250)\n"
+               "  --serving-token-file FILE  runc: bearer token the log API accepts (default generated into\n"
+               "                             DATA-DIR/pki/kubelet-token)\n"
+               "  --registry-ca-dir DIR      runc: <registry host[:port]>.crt files trusted for image pulls\n"
+               "  --sim-nodes N              number of simulated nodes (required for sim, 1..100000)\n"
                "  --sim-profile P            fast | realistic | image-pull-fail | crashloop (default fast)\n"
                "  --sim-node-template FILE   YAML/JSON: capacity, allocatable, labels, annotations, taints\n"
                "  --node-name-prefix P       node names P-0, P-1, ... (default sim)\n"
@@ -44,8 +53,22 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+/* First line of a file, at most n-1 bytes; -1 if unreadable or empty. */
+static int read_token(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    if (!fgets(out, (int)n, f))
+        out[0] = 0;
+    fclose(f);
+    out[strcspn(out, "\r\n")] = 0;
+    return out[0] ? 0 : -1;
+}
+
 int kc_agent_main(int argc, char **argv)
 {
+    static char token[256];
     struct kc_agent_opts o = {.sim_nodes = 0, .sim_profile = "fast", .node_name_prefix = "sim", .lease_renew_s = 10};
     const char *kubeconfig = NULL, *metrics_listen = NULL;
     double qps = -1; /* default: 50 per node, as N upstream kubelets (kubeAPIQPS 50, kubeAPIBurst 100) */
@@ -73,6 +96,18 @@ int kc_agent_main(int argc, char **argv)
             kubeconfig = val;
         else if (!strcmp(flag, "--metrics-listen"))
             metrics_listen = val;
+        else if (!strcmp(flag, "--runtime"))
+            o.runtime = val;
+        else if (!strcmp(flag, "--data-dir"))
+            o.data_dir = val;
+        else if (!strcmp(flag, "--node-name"))
+            o.node_name = val;
+        else if (!strcmp(flag, "--port"))
+            bad = parse_int(val, 1, 65535, &o.serving_port);
+        else if (!strcmp(flag, "--serving-token-file"))
+            bad = read_token(val, token, sizeof token);
+        else if (!strcmp(flag, "--registry-ca-dir"))
+            o.registry_ca_dir = val;
         else if (!strcmp(flag, "--sim-nodes"))
             bad = parse_int(val, 1, 100000, &o.sim_nodes);
         else if (!strcmp(flag, "--sim-profile"))
@@ -100,14 +135,22 @@ int kc_agent_main(int argc, char **argv)
             return 2;
         }
     }
-    if (!kubeconfig || o.sim_nodes < 1) {
-        fprintf(stderr, "kubec agent: --kubeconfig and --sim-nodes are required\n");
+    bool real = o.runtime && !strcmp(o.runtime, "runc");
+    if (o.runtime && !real && strcmp(o.runtime, "sim")) {
+        fprintf(stderr, "kubec agent: --runtime must be sim or runc\n");
+        return 2;
+    }
+    if (!kubeconfig || (!real && o.sim_nodes < 1)) {
+        fprintf(stderr, "kubec agent: --kubeconfig and --sim-nodes (or --runtime runc) are required\n");
         return usage(stderr);
     }
+    if (token[0])
+        o.serving_token = token;
+    int nodes = real ? 1 : o.sim_nodes;
     if (qps < 0)
-        qps = 50.0 * o.sim_nodes;
+        qps = 50.0 * nodes;
     if (burst < 0)
-        burst = o.sim_nodes > 1000 ? 100000 : 100 * o.sim_nodes;
+        burst = nodes > 1000 ? 100000 : 100 * nodes;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -135,8 +178,12 @@ int kc_agent_main(int argc, char **argv)
     }
     if (ms)
         kc_info(COMPONENT, "serving /metrics on http://%s", metrics_listen);
-    kc_info(COMPONENT, "running %d sim node(s) %s-0..%s-%d (profile %s)", o.sim_nodes, o.node_name_prefix,
-            o.node_name_prefix, o.sim_nodes - 1, o.sim_profile);
+    if (real)
+        kc_info(COMPONENT, "running this machine as a node with runc; log API on https port %d",
+                kc_agent_serving_port(ag));
+    else
+        kc_info(COMPONENT, "running %d sim node(s) %s-0..%s-%d (profile %s)", o.sim_nodes, o.node_name_prefix,
+                o.node_name_prefix, o.sim_nodes - 1, o.sim_profile);
     int sig = 0;
     sigwait(&set, &sig);
     kc_info(COMPONENT, "signal %d: stopping", sig);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/podsm.h"
+#include "agent/runc_logsrv.h"
 #include "agent/runtime.h"
 
 static char g_dir[256], g_rootfs[300], g_skip[1200];
@@ -466,6 +467,98 @@ static void test_host_network_and_limits(void **state)
     assert_true(no_trace_of(uid, why, sizeof why) || (print_error("%s\n", why), false));
 }
 
+
+static const char *g_log_uid = "66666666-aaaa-4000-8000-000000000006";
+
+static int lookup_uid(void *ctx, const char *ns, const char *name, char *uid, size_t n)
+{
+    (void)ctx;
+    if (strcmp(ns, "default") || strcmp(name, "p-66666666-aaaa-4000-8000-000000000006"))
+        return KC_ENOTFOUND;
+    snprintf(uid, n, "%s", g_log_uid);
+    return 0;
+}
+
+/* HTTP status and body of a GET on the log server with curl (-k: the certificate is self-signed). */
+static int https_get(int port, const char *token, const char *path, char *body, size_t n)
+{
+    char cmd[1024], out[70000];
+    snprintf(cmd, sizeof cmd, "curl -sk -w '\\n%%{http_code}' %s%s%s 'https://127.0.0.1:%d%s'",
+             token ? "-H 'Authorization: Bearer " : "", token ? token : "", token ? "'" : "", port, path);
+    run(cmd, out, sizeof out);
+    char *nl = strrchr(out, '\n');
+    int code = nl ? atoi(nl + 1) : 0;
+    if (nl)
+        *nl = 0;
+    snprintf(body, n, "%s", out);
+    return code;
+}
+
+static bool has_two_lines(struct pod *p)
+{
+    (void)p;
+    char out[4096];
+    log_of(g_log_uid, "talk", false, out, sizeof out);
+    return strstr(out, "line two") != NULL;
+}
+
+static void test_log_api(void **state)
+{
+    (void)state;
+    SKIP_IF_UNUSABLE();
+    char pki[400];
+    snprintf(pki, sizeof pki, "%s/pki", g_dir);
+    struct kc_logsrv_opts o = {.listen_addr = "127.0.0.1", .port = 0, .pki_dir = pki, .pod_uid = lookup_uid,
+                               .runtime = g_rt};
+    struct kc_logsrv *srv = NULL;
+    struct kc_err err = {0};
+    assert_int_equal(kc_logsrv_start(&o, &srv, &err), 0);
+    int port = kc_logsrv_port(srv);
+    assert_true(port > 0);
+    const char *tok = kc_logsrv_token(srv);
+    assert_true(strlen(tok) >= 32);
+    struct pod p;
+    pod_start(&p, pod_json(g_log_uid,
+                           "[{\"name\":\"talk\",\"image\":\"local/busybox:1\",\"imagePullPolicy\":\"IfNotPresent\","
+                           "\"command\":[\"sh\",\"-c\",\"echo line one; echo line two; sleep 1000\"]}]",
+                           NULL));
+    assert_true(sync_until(&p, has_two_lines, 10000));
+    char body[70000];
+    const char *path = "/containerLogs/default/p-66666666-aaaa-4000-8000-000000000006/talk";
+    /* anonymous and wrong tokens are refused */
+    assert_int_equal(https_get(port, NULL, path, body, sizeof body), 401);
+    assert_int_equal(https_get(port, "not-the-token", path, body, sizeof body), 401);
+    assert_int_equal(https_get(port, tok, path, body, sizeof body), 200);
+    assert_string_equal(body, "line one\nline two\n");
+    char q[600];
+    snprintf(q, sizeof q, "%s?tailLines=1", path);
+    assert_int_equal(https_get(port, tok, q, body, sizeof body), 200);
+    assert_string_equal(body, "line two\n");
+    snprintf(q, sizeof q, "%s?timestamps=true&limitBytes=5", path);
+    assert_int_equal(https_get(port, tok, q, body, sizeof body), 200);
+    assert_int_equal(strlen(body), 5);
+    assert_true(body[0] == '2'); /* an RFC 3339 timestamp comes first */
+    /* no previous run yet; unknown pod; unknown container */
+    snprintf(q, sizeof q, "%s?previous=true", path);
+    assert_int_equal(https_get(port, tok, q, body, sizeof body), 404);
+    assert_int_equal(https_get(port, tok, "/containerLogs/default/nope/talk", body, sizeof body), 404);
+    assert_int_equal(https_get(port, tok, "/containerLogs/default/p-66666666-aaaa-4000-8000-000000000006/x", body,
+                               sizeof body),
+                     404);
+    /* follow ends when the container does: delete the pod while a follower reads */
+    char cmd[1200], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "(curl -sk -H 'Authorization: Bearer %s' 'https://127.0.0.1:%d%s?follow=true' > %s/follow.out &) ;"
+             " sleep 1", tok, port, path, g_dir);
+    run(cmd, NULL, 0);
+    pod_delete(&p);
+    usleep(1500000);
+    snprintf(cmd, sizeof cmd, "cat %s/follow.out", g_dir);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "line two"));
+    kc_logsrv_stop(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_crashloop_and_previous_logs),
         cmocka_unit_test(test_liveness_restarts),
         cmocka_unit_test(test_host_network_and_limits),
+        cmocka_unit_test(test_log_api),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
