@@ -50,7 +50,7 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 # the sim nodes register asynchronously: wait until all of them are there
-token=$(cat "$data/token")
+token=$(cat "$data/token" 2>/dev/null || awk '/token:/ {gsub(/"/, "", $2); print $2}' "$data/kubeconfig.yaml")
 for _ in $(seq 1 300); do
   n=$(curl -sfk -H "Authorization: Bearer $token" "https://127.0.0.1:$port/api/v1/nodes" |
       python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))' 2>/dev/null || echo 0)

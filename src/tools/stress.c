@@ -471,6 +471,8 @@ static json_t *cleanup(struct run *r)
     static const char *const bases[] = {"/apis/apps/v1/deployments", "/apis/apps/v1/replicasets", "/api/v1/pods",
                                         "/api/v1/namespaces"};
     double t0 = st_wall_now();
+    fprintf(stderr, "cleanup: deleting %d namespace(s); waiting until nothing labelled %s=%s is left\n",
+            r->c->namespaces, ST_RUN_LABEL, r->id);
     for (int k = 0; k < r->c->namespaces; k++) {
         char ns[64], path[128];
         ns_name(r, k, ns, sizeof ns);
@@ -485,12 +487,16 @@ static json_t *cleanup(struct run *r)
     double limit = r->c->timeout > 60 ? r->c->timeout : 60;
     long remaining[4] = {-1, -1, -1, -1};
     bool complete = false;
-    while (st_wall_now() - t0 < limit) {
+    int failures = 0; /* consecutive rounds in which a list failed: the server may be gone */
+    while (st_wall_now() - t0 < limit && failures < 40) {
         long total = 0;
+        bool failed = false;
         for (int b = 0; b < 4; b++) {
             remaining[b] = count_labelled(r, bases[b]);
+            failed |= remaining[b] < 0;
             total += remaining[b] < 0 ? 1 : remaining[b];
         }
+        failures = failed ? failures + 1 : 0;
         if (!total) {
             complete = true;
             break;
