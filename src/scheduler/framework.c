@@ -16,6 +16,7 @@
 
 #include "meta/selector.h"
 #include "meta/validation.h"
+#include "util/map.h"
 #include "util/timeutil.h"
 
 /* ---------- parsing ---------- */
@@ -105,6 +106,34 @@ struct kc_spod *kc_spod_new(json_t *pod)
             p->req.mem = r.mem;
         if (r.eph > p->req.eph)
             p->req.eph = r.eph;
+    }
+    p->spec = spec;
+    p->tolerations = json_object_get(spec, "tolerations");
+    p->node_selector = json_object_size(json_object_get(spec, "nodeSelector")) ? json_object_get(spec, "nodeSelector")
+                                                                                 : NULL;
+    json_t *aff = json_object_get(spec, "affinity");
+    json_t *na = json_object_get(aff, "nodeAffinity");
+    p->req_node_terms =
+        json_object_get(json_object_get(na, "requiredDuringSchedulingIgnoredDuringExecution"), "nodeSelectorTerms");
+    p->pref_node_terms = json_array_size(json_object_get(na, "preferredDuringSchedulingIgnoredDuringExecution"))
+                             ? json_object_get(na, "preferredDuringSchedulingIgnoredDuringExecution")
+                             : NULL;
+    p->spread = json_array_size(json_object_get(spec, "topologySpreadConstraints"))
+                    ? json_object_get(spec, "topologySpreadConstraints")
+                    : NULL;
+    json_t *pa = json_object_get(aff, "podAffinity"), *paa = json_object_get(aff, "podAntiAffinity");
+#define NONEMPTY(o, k) (json_array_size(json_object_get(o, k)) ? json_object_get(o, k) : NULL)
+    p->aff_req = NONEMPTY(pa, "requiredDuringSchedulingIgnoredDuringExecution");
+    p->aff_pref = NONEMPTY(pa, "preferredDuringSchedulingIgnoredDuringExecution");
+    p->anti_req = NONEMPTY(paa, "requiredDuringSchedulingIgnoredDuringExecution");
+    p->anti_pref = NONEMPTY(paa, "preferredDuringSchedulingIgnoredDuringExecution");
+#undef NONEMPTY
+    p->want_node = p->node;
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
+    {
+        const char *img = json_string_value(json_object_get(c, "image"));
+        if (img && p->nimages < 8)
+            p->images[p->nimages++] = img;
     }
     struct kc_res ov;
     kc_res_from_list(json_object_get(spec, "overhead"), &ov);
@@ -214,6 +243,8 @@ void kc_snode_add_pod(struct kc_snode *n, struct kc_spod *p)
         n->pods = realloc(n->pods, n->cap * sizeof *n->pods);
     }
     n->pods[n->npods++] = p;
+    if (p->anti_req)
+        n->n_anti++;
     n->used.cpu_m += p->req.cpu_m;
     n->used.mem += p->req.mem;
     n->used.eph += p->req.eph;
@@ -230,6 +261,8 @@ bool kc_snode_remove_pod(struct kc_snode *n, const char *uid)
         n->used.mem -= p->req.mem;
         n->used.eph -= p->req.eph;
         n->used.pods -= 1;
+        if (p->anti_req)
+            n->n_anti--;
         kc_spod_free(p);
         n->pods[i] = n->pods[--n->npods];
         return true;
@@ -299,22 +332,18 @@ static bool node_term_matches(json_t *term, json_t *labels, const char *name)
 /* nodeSelector + required node affinity */
 static bool pod_matches_node_affinity(const struct kc_spod *p, const struct kc_snode *n)
 {
-    json_t *spec = json_object_get(p->json, "spec");
     const char *k;
     json_t *v;
-    json_object_foreach(json_object_get(spec, "nodeSelector"), k, v)
+    json_object_foreach(p->node_selector, k, v)
     {
         const char *have = jstr(n->labels, k);
         if (!have || strcmp(have, json_string_value(v) ? json_string_value(v) : ""))
             return false;
     }
-    json_t *req = json_object_get(json_object_get(json_object_get(spec, "affinity"), "nodeAffinity"),
-                                  "requiredDuringSchedulingIgnoredDuringExecution");
-    json_t *terms = json_object_get(req, "nodeSelectorTerms");
-    if (json_is_array(terms)) {
+    if (json_is_array(p->req_node_terms)) {
         size_t i;
         json_t *t;
-        json_array_foreach(terms, i, t) if (node_term_matches(t, n->labels, n->name)) return true;
+        json_array_foreach(p->req_node_terms, i, t) if (node_term_matches(t, n->labels, n->name)) return true;
         return false;
     }
     return true;
@@ -350,14 +379,16 @@ static bool tolerates(json_t *tolerations, json_t *taint)
 /* ---------- topology spread ---------- */
 
 /* Pods of namespace ns matching selector (plus matchLabelKeys from the incoming pod's labels). */
-static bool spread_pod_matches(json_t *constraint, const struct kc_spod *incoming, const struct kc_spod *q)
+/* ls: the constraint's labelSelector, parsed by the caller when it checks many pods (NULL: parse here). */
+static bool spread_pod_matches_sel(json_t *constraint, const struct kc_label_selector *ls,
+                                   const struct kc_spod *incoming, const struct kc_spod *q)
 {
     if (strcmp(q->ns, incoming->ns))
         return false;
     json_t *sel = json_object_get(constraint, "labelSelector");
     if (!sel)
         return false;
-    if (!labels_match_selector_json(sel, q->labels))
+    if (ls ? !kc_label_selector_matches_json(ls, q->labels) : !labels_match_selector_json(sel, q->labels))
         return false;
     size_t i;
     json_t *key;
@@ -369,6 +400,11 @@ static bool spread_pod_matches(json_t *constraint, const struct kc_spod *incomin
             return false;
     }
     return true;
+}
+
+static bool spread_pod_matches(json_t *constraint, const struct kc_spod *incoming, const struct kc_spod *q)
+{
+    return spread_pod_matches_sel(constraint, NULL, incoming, q);
 }
 
 /* Whether node n takes part in constraint c's domains for this pod (nodeAffinityPolicy Honor default,
@@ -386,7 +422,7 @@ static bool spread_node_eligible(json_t *c, const struct kc_spod *p, const struc
         {
             const char *e = jstr(t, "effect");
             if (e && (!strcmp(e, "NoSchedule") || !strcmp(e, "NoExecute")) &&
-                !tolerates(json_object_get(json_object_get(p->json, "spec"), "tolerations"), t))
+                !tolerates(p->tolerations, t))
                 return false;
         }
     }
@@ -397,6 +433,43 @@ struct domcount {
     const char *dom;
     int64_t count;
 };
+
+/* ---------- per-attempt memos ----------
+ * Within one kc_schedule call the snapshot does not change, so per-constraint domain counts and
+ * per-term match sets are computed once (O(pods)) and then looked up per node (O(1)), instead of
+ * rescanning every pod for every node. memo_attempt is 0 outside kc_schedule and while preemption
+ * evaluates modified views, which disables the memos. Thread-local: one scheduling thread each. */
+static __thread unsigned long memo_attempt;
+static unsigned long memo_seq;
+
+#define NMEMO 8
+struct spread_memo {
+    unsigned long attempt;
+    json_t *c;
+    struct kc_map doms; /* domain value → count + 1 */
+    int64_t min;
+    size_t nd;
+    int self;           /* the incoming pod matches its own constraint */
+    json_int_t min_domains;
+};
+static __thread struct spread_memo smemo[NMEMO];
+static __thread unsigned smemo_next;
+
+struct match_memo {
+    unsigned long attempt;
+    json_t *term;
+    struct kc_map doms; /* domain values holding a pod that matches term */
+};
+static __thread struct match_memo mmemo[NMEMO];
+static __thread unsigned mmemo_next;
+
+/* existing pods' required anti-affinity terms that match the incoming pod: (key, domain) pairs */
+struct anti_rec {
+    const char *key, *dom;
+};
+static __thread unsigned long anti_attempt;
+static __thread struct anti_rec *anti_recs;
+static __thread size_t anti_n, anti_cap;
 
 /* Counts matching pods per domain value of topologyKey over eligible nodes. Returns the number of domains. */
 static size_t spread_counts(const struct kc_snapshot *s, json_t *c, const struct kc_spod *p, struct domcount *dc,
@@ -429,6 +502,49 @@ static size_t spread_counts(const struct kc_snapshot *s, json_t *c, const struct
 
 #define MAX_DOMAINS 1024
 
+static struct spread_memo *spread_memo_get(const struct kc_snapshot *s, json_t *c, const struct kc_spod *p)
+{
+    for (int i = 0; i < NMEMO; i++)
+        if (smemo[i].attempt == memo_attempt && smemo[i].c == c)
+            return &smemo[i];
+    struct spread_memo *m = &smemo[smemo_next++ % NMEMO];
+    if (m->attempt)
+        kc_map_release(&m->doms);
+    kc_map_init(&m->doms);
+    m->attempt = memo_attempt;
+    m->c = c;
+    m->nd = 0;
+    const char *key = jstr(c, "topologyKey");
+    struct kc_label_selector *ls = NULL;
+    kc_label_selector_from_json(json_object_get(c, "labelSelector"), &ls, NULL); /* once per attempt */
+    for (size_t i = 0; key && ls && i < s->n; i++) {
+        const struct kc_snode *n = &s->nodes[i];
+        const char *dom = jstr(n->labels, key);
+        if (!dom || !spread_node_eligible(c, p, n))
+            continue;
+        intptr_t cnt = (intptr_t)kc_map_get(&m->doms, dom);
+        if (!cnt)
+            m->nd++;
+        else
+            cnt--;
+        for (size_t k = 0; k < n->npods; k++)
+            if (spread_pod_matches_sel(c, ls, p, n->pods[k]))
+                cnt++;
+        kc_map_put(&m->doms, dom, (void *)(cnt + 1), NULL);
+    }
+    m->self = ls && spread_pod_matches_sel(c, ls, p, p) ? 1 : 0;
+    json_t *md = json_object_get(c, "minDomains");
+    m->min_domains = json_is_integer(md) ? json_integer_value(md) : 0;
+    kc_label_selector_free(ls);
+    int64_t min = INT64_MAX;
+    void *v;
+    for (long i = kc_map_next(&m->doms, 0, NULL, &v); i >= 0; i = kc_map_next(&m->doms, i + 1, NULL, &v))
+        if ((intptr_t)v - 1 < min)
+            min = (intptr_t)v - 1;
+    m->min = min == INT64_MAX ? 0 : min;
+    return m;
+}
+
 /* Skew the pod would cause on node n for constraint c; -1 if the node lacks the key. */
 static int64_t spread_skew(const struct kc_snapshot *s, json_t *c, const struct kc_spod *p, const struct kc_snode *n)
 {
@@ -437,6 +553,14 @@ static int64_t spread_skew(const struct kc_snapshot *s, json_t *c, const struct 
     const char *dom = key ? jstr(n->labels, key) : NULL;
     if (!dom)
         return -1;
+    if (memo_attempt) {
+        struct spread_memo *m = spread_memo_get(s, c, p);
+        intptr_t mine = (intptr_t)kc_map_get(&m->doms, dom);
+        int64_t min = m->min;
+        if (m->min_domains && (int64_t)m->nd < m->min_domains)
+            min = 0;
+        return (mine ? mine - 1 : 0) + m->self - min;
+    }
     size_t nd = spread_counts(s, c, p, dc, MAX_DOMAINS);
     int64_t min = INT64_MAX, mine = 0;
     for (size_t d = 0; d < nd; d++) {
@@ -469,6 +593,33 @@ static bool term_matches_pod(json_t *term, const char *owner_ns, const struct kc
     return sel && labels_match_selector_json(sel, q->labels);
 }
 
+static struct match_memo *match_memo_get(const struct kc_snapshot *s, json_t *term, const char *owner_ns,
+                                         const char *skip_uid)
+{
+    for (int i = 0; i < NMEMO; i++)
+        if (mmemo[i].attempt == memo_attempt && mmemo[i].term == term)
+            return &mmemo[i];
+    struct match_memo *m = &mmemo[mmemo_next++ % NMEMO];
+    if (m->attempt)
+        kc_map_release(&m->doms);
+    kc_map_init(&m->doms);
+    m->attempt = memo_attempt;
+    m->term = term;
+    const char *key = jstr(term, "topologyKey");
+    for (size_t i = 0; key && i < s->n; i++) {
+        const struct kc_snode *n = &s->nodes[i];
+        const char *dom = jstr(n->labels, key);
+        if (!dom || kc_map_get(&m->doms, dom))
+            continue;
+        for (size_t k = 0; k < n->npods; k++)
+            if ((!skip_uid || strcmp(n->pods[k]->uid, skip_uid)) && term_matches_pod(term, owner_ns, n->pods[k])) {
+                kc_map_put(&m->doms, dom, (void *)1, NULL);
+                break;
+            }
+    }
+    return m;
+}
+
 /* Any pod in n's topology domain (per term's topologyKey) that matches term. */
 static bool domain_has_match(const struct kc_snapshot *s, const struct kc_snode *n, json_t *term, const char *owner_ns,
                              const char *skip_uid)
@@ -477,6 +628,8 @@ static bool domain_has_match(const struct kc_snapshot *s, const struct kc_snode 
     const char *dom = key ? jstr(n->labels, key) : NULL;
     if (!dom)
         return false;
+    if (memo_attempt)
+        return kc_map_get(&match_memo_get(s, term, owner_ns, skip_uid)->doms, dom) != NULL;
     for (size_t i = 0; i < s->n; i++) {
         const struct kc_snode *m = &s->nodes[i];
         const char *d2 = jstr(m->labels, key);
@@ -489,10 +642,6 @@ static bool domain_has_match(const struct kc_snapshot *s, const struct kc_snode 
     return false;
 }
 
-static json_t *affinity(const struct kc_spod *p, const char *kind, const char *mode)
-{
-    return json_object_get(json_object_get(json_object_get(json_object_get(p->json, "spec"), "affinity"), kind), mode);
-}
 
 /* ---------- filters ---------- */
 
@@ -513,7 +662,7 @@ static bool f_unschedulable(const struct kc_snapshot *s, const struct kc_spod *p
     if (!n->unschedulable)
         return true;
     json_t *t = json_pack("{s:s,s:s}", "key", "node.kubernetes.io/unschedulable", "effect", "NoSchedule");
-    bool ok = tolerates(json_object_get(json_object_get(p->json, "spec"), "tolerations"), t);
+    bool ok = tolerates(p->tolerations, t);
     json_decref(t);
     if (!ok)
         add_reason(r, "node(s) were unschedulable");
@@ -524,7 +673,7 @@ static bool f_nodename(const struct kc_snapshot *s, const struct kc_spod *p, con
                        struct kc_filter_result *r)
 {
     (void)s;
-    const char *want = jstr(json_object_get(p->json, "spec"), "nodeName");
+    const char *want = p->want_node;
     if (want && *want && strcmp(want, n->name)) {
         add_reason(r, "node(s) didn't match the requested node name");
         return false;
@@ -536,7 +685,7 @@ static bool f_taints(const struct kc_snapshot *s, const struct kc_spod *p, const
                      struct kc_filter_result *r)
 {
     (void)s;
-    json_t *tols = json_object_get(json_object_get(p->json, "spec"), "tolerations");
+    json_t *tols = p->tolerations;
     size_t i;
     json_t *t;
     json_array_foreach(n->taints, i, t)
@@ -587,7 +736,7 @@ static bool f_spread(const struct kc_snapshot *s, const struct kc_spod *p, const
 {
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(json_object_get(p->json, "spec"), "topologySpreadConstraints"), i, c)
+    json_array_foreach(p->spread, i, c)
     {
         const char *wu = jstr(c, "whenUnsatisfiable");
         if (wu && strcmp(wu, "DoNotSchedule"))
@@ -612,7 +761,7 @@ static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, con
     size_t i;
     json_t *t;
     /* required anti-affinity of the incoming pod */
-    json_array_foreach(affinity(p, "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"), i, t)
+    json_array_foreach(p->anti_req, i, t)
     {
         if (domain_has_match(s, n, t, p->ns, p->uid)) {
             add_reason(r, "node(s) didn't match pod anti-affinity rules");
@@ -620,10 +769,42 @@ static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, con
         }
     }
     /* existing pods' required anti-affinity against the incoming pod (symmetry) */
+    if (memo_attempt) {
+        if (anti_attempt != memo_attempt) {
+            anti_attempt = memo_attempt;
+            anti_n = 0;
+            for (size_t k = 0; k < s->n; k++) {
+                const struct kc_snode *m = &s->nodes[k];
+                for (size_t q = 0; m->n_anti && q < m->npods; q++) {
+                    size_t j;
+                    json_t *term;
+                    json_array_foreach(m->pods[q]->anti_req, j, term)
+                    {
+                        const char *key = jstr(term, "topologyKey");
+                        const char *d1 = key ? jstr(m->labels, key) : NULL;
+                        if (!d1 || !term_matches_pod(term, m->pods[q]->ns, p))
+                            continue;
+                        if (anti_n == anti_cap) {
+                            anti_cap = anti_cap ? anti_cap * 2 : 16;
+                            anti_recs = realloc(anti_recs, anti_cap * sizeof *anti_recs);
+                        }
+                        anti_recs[anti_n++] = (struct anti_rec){key, d1};
+                    }
+                }
+            }
+        }
+        for (size_t k = 0; k < anti_n; k++) {
+            const char *d2 = jstr(n->labels, anti_recs[k].key);
+            if (d2 && !strcmp(d2, anti_recs[k].dom)) {
+                add_reason(r, "node(s) didn't satisfy existing pods anti-affinity rules");
+                return false;
+            }
+        }
+    } else
     for (size_t k = 0; k < s->n; k++) {
         const struct kc_snode *m = &s->nodes[k];
-        for (size_t q = 0; q < m->npods; q++) {
-            json_t *terms = affinity(m->pods[q], "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution");
+        for (size_t q = 0; m->n_anti && q < m->npods; q++) {
+            json_t *terms = m->pods[q]->anti_req;
             size_t j;
             json_t *term;
             json_array_foreach(terms, j, term)
@@ -638,7 +819,7 @@ static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, con
         }
     }
     /* required pod affinity */
-    json_array_foreach(affinity(p, "podAffinity", "requiredDuringSchedulingIgnoredDuringExecution"), i, t)
+    json_array_foreach(p->aff_req, i, t)
     {
         if (domain_has_match(s, n, t, p->ns, p->uid))
             continue;
@@ -713,15 +894,10 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     double mean = (fc + fm) / 2, sd = sqrt(((fc - mean) * (fc - mean) + (fm - mean) * (fm - mean)) / 2);
     sc[SC_BALANCED] = (1 - sd) * 100;
     /* ImageLocality: share of the pod's images already on the node (pre-warmed nodes win) */
-    json_t *spec = json_object_get(p->json, "spec");
-    size_t i, total = 0, have = 0;
+    size_t i, total = (size_t)p->nimages, have = 0;
     json_t *c;
-    json_array_foreach(json_object_get(spec, "containers"), i, c)
-    {
-        const char *img = jstr(c, "image");
-        if (!img)
-            continue;
-        total++;
+    for (int k = 0; k < p->nimages && json_object_size(n->images); k++) {
+        const char *img = p->images[k];
         if (json_object_get(n->images, img))
             have++;
         else {
@@ -736,7 +912,7 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     /* preferred node affinity: sum of matching weights */
     double w = 0;
     json_t *pref;
-    json_array_foreach(affinity(p, "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+    json_array_foreach(p->pref_node_terms, i, pref)
         if (node_term_matches(json_object_get(pref, "preference"), n->labels, n->name))
             w += (double)json_integer_value(json_object_get(pref, "weight"));
     sc[SC_NODEAFF] = w;
@@ -746,13 +922,13 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     json_array_foreach(n->taints, i, t)
     {
         const char *e = jstr(t, "effect");
-        if (e && !strcmp(e, "PreferNoSchedule") && !tolerates(json_object_get(spec, "tolerations"), t))
+        if (e && !strcmp(e, "PreferNoSchedule") && !tolerates(p->tolerations, t))
             bad++;
     }
     sc[SC_TAINT] = -bad;
     /* ScheduleAnyway topology spread: lower skew is better */
     double skew = 0;
-    json_array_foreach(json_object_get(spec, "topologySpreadConstraints"), i, c)
+    json_array_foreach(p->spread, i, c)
     {
         const char *wu = jstr(c, "whenUnsatisfiable");
         if (!wu || strcmp(wu, "ScheduleAnyway"))
@@ -763,10 +939,10 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     sc[SC_SPREAD] = -skew;
     /* preferred inter-pod affinity / anti-affinity */
     double aff = 0;
-    json_array_foreach(affinity(p, "podAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+    json_array_foreach(p->aff_pref, i, pref)
         if (domain_has_match(s, n, json_object_get(pref, "podAffinityTerm"), p->ns, p->uid))
             aff += (double)json_integer_value(json_object_get(pref, "weight"));
-    json_array_foreach(affinity(p, "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution"), i, pref)
+    json_array_foreach(p->anti_pref, i, pref)
         if (domain_has_match(s, n, json_object_get(pref, "podAffinityTerm"), p->ns, p->uid))
             aff -= (double)json_integer_value(json_object_get(pref, "weight"));
     sc[SC_PODAFF] = aff;
@@ -837,68 +1013,78 @@ static int select_victims(const struct kc_snapshot *s, const struct kc_spod *p, 
             lower[nl++] = n->pods[i];
     if (!nl)
         return -1;
-    /* remove them all from a scratch copy of the node */
-    struct kc_snode scratch = *n;
-    scratch.pods = malloc((n->npods + 1) * sizeof *scratch.pods);
-    scratch.npods = 0;
-    scratch.used = (struct kc_res){0};
-    for (size_t i = 0; i < n->npods; i++) {
+    /* Evaluate on the node itself: its pod list and usage are swapped for the reduced ones and
+     * restored before returning (the caller holds the snapshot; copying the whole snapshot per
+     * candidate node cost O(nodes) per node). */
+    struct kc_spod **saved_pods = n->pods;
+    size_t saved_npods = n->npods, saved_cap = n->cap;
+    struct kc_res saved_used = n->used;
+    struct kc_spod **tmp = malloc((n->npods + 1) * sizeof *tmp);
+    size_t kept = 0;
+    struct kc_res used = {0};
+    for (size_t i = 0; i < saved_npods; i++) {
         bool is_lower = false;
         for (int k = 0; k < nl; k++)
-            if (lower[k] == n->pods[i])
+            if (lower[k] == saved_pods[i])
                 is_lower = true;
         if (!is_lower) {
-            scratch.pods[scratch.npods++] = n->pods[i];
-            scratch.used.cpu_m += n->pods[i]->req.cpu_m;
-            scratch.used.mem += n->pods[i]->req.mem;
-            scratch.used.eph += n->pods[i]->req.eph;
-            scratch.used.pods++;
+            tmp[kept++] = saved_pods[i];
+            used.cpu_m += saved_pods[i]->req.cpu_m;
+            used.mem += saved_pods[i]->req.mem;
+            used.eph += saved_pods[i]->req.eph;
+            used.pods++;
         }
     }
+    n->pods = tmp;
+    n->npods = kept;
+    n->cap = saved_npods + 1;
+    n->used = used;
     struct kc_filter_result r;
-    struct kc_snapshot view = *s;
-    /* the scratch node replaces n in a view of the snapshot */
-    struct kc_snode *nodes = malloc(s->n * sizeof *nodes);
-    memcpy(nodes, s->nodes, s->n * sizeof *nodes);
-    size_t idx = (size_t)(n - s->nodes);
-    nodes[idx] = scratch;
-    view.nodes = nodes;
-    if (!kc_filter_node(&view, p, &nodes[idx], &r)) {
-        free(scratch.pods);
-        free(nodes);
-        return -1;
-    }
-    qsort(lower, (size_t)nl, sizeof *lower, cmp_victim_prio_desc);
-    int nv = 0;
-    for (int k = 0; k < nl; k++) {
-        /* try to keep lower[k] */
-        struct kc_snode *sn = &nodes[idx];
-        sn->pods[sn->npods++] = lower[k];
-        sn->used.cpu_m += lower[k]->req.cpu_m;
-        sn->used.mem += lower[k]->req.mem;
-        sn->used.eph += lower[k]->req.eph;
-        sn->used.pods++;
-        if (!kc_filter_node(&view, p, sn, &r)) {
-            sn->npods--;
-            sn->used.cpu_m -= lower[k]->req.cpu_m;
-            sn->used.mem -= lower[k]->req.mem;
-            sn->used.eph -= lower[k]->req.eph;
-            sn->used.pods--;
-            if (nv < max)
-                victims[nv++] = lower[k];
+    int nv = -1;
+    if (kc_filter_node(s, p, n, &r)) {
+        qsort(lower, (size_t)nl, sizeof *lower, cmp_victim_prio_desc);
+        nv = 0;
+        for (int k = 0; k < nl; k++) {
+            /* try to keep lower[k] */
+            n->pods[n->npods++] = lower[k];
+            n->used.cpu_m += lower[k]->req.cpu_m;
+            n->used.mem += lower[k]->req.mem;
+            n->used.eph += lower[k]->req.eph;
+            n->used.pods++;
+            if (!kc_filter_node(s, p, n, &r)) {
+                n->npods--;
+                n->used.cpu_m -= lower[k]->req.cpu_m;
+                n->used.mem -= lower[k]->req.mem;
+                n->used.eph -= lower[k]->req.eph;
+                n->used.pods--;
+                if (nv < max)
+                    victims[nv++] = lower[k];
+            }
         }
     }
-    free(nodes[idx].pods);
-    free(nodes);
+    n->pods = saved_pods;
+    n->npods = saved_npods;
+    n->cap = saved_cap;
+    n->used = saved_used;
+    free(tmp);
     return nv;
 }
 
-void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
+static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
 {
     bool timed = out->time_plugins;
     memset(out, 0, sizeof *out);
     out->time_plugins = timed;
     double t_filter = kc_mono_now();
+    memo_attempt = __atomic_add_fetch(&memo_seq, 1, __ATOMIC_RELAXED);
+    /* upstream's percentageOfNodesToScore: large clusters stop filtering once enough nodes fit */
+    size_t want = s->n;
+    if (s->n > 100) {
+        size_t pct = s->n / 125 < 45 ? 50 - s->n / 125 : 5;
+        want = s->n * pct / 100;
+        if (want < 100)
+            want = 100;
+    }
     out->node = -1;
     out->nominated = -1;
     if (!s->n) {
@@ -920,6 +1106,8 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
             feasible[i] = true;
             nfeasible++;
             raw_scores(s, p, &s->nodes[i], raw[i]);
+            if ((size_t)nfeasible >= want)
+                break;
         } else {
             for (int j = 0; j < fr[i].n; j++)
                 count_reason(rc, &nrc, fr[i].reasons[j]);
@@ -960,6 +1148,7 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
         }
         out->node = best_i;
         out->score_s = kc_mono_now() - t_score;
+        memo_attempt = 0;
         free(fr);
         free(feasible);
         free(raw);
@@ -973,6 +1162,7 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
     if (len < (int)sizeof out->message)
         len += snprintf(out->message + len, sizeof out->message - (size_t)len, ".");
     /* preemption */
+    memo_attempt = 0;
     if (p->preempt_never) {
         if (len < (int)sizeof out->message)
             snprintf(out->message + len, sizeof out->message - (size_t)len,
@@ -982,6 +1172,7 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
         free(raw);
         return;
     }
+    memo_attempt = 0; /* victim selection filters modified views: no memos */
     int best_node = -1, best_nv = 0;
     int32_t best_maxprio = 0;
     int64_t best_sum = 0;
@@ -1035,4 +1226,28 @@ void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned 
     free(fr);
     free(feasible);
     free(raw);
+}
+
+/* Memos live for one attempt: free them so nothing stays allocated between attempts or at exit. */
+static void memo_reset(void)
+{
+    for (int i = 0; i < NMEMO; i++) {
+        if (smemo[i].attempt)
+            kc_map_release(&smemo[i].doms);
+        smemo[i].attempt = 0;
+        if (mmemo[i].attempt)
+            kc_map_release(&mmemo[i].doms);
+        mmemo[i].attempt = 0;
+    }
+    free(anti_recs);
+    anti_recs = NULL;
+    anti_n = anti_cap = 0;
+    anti_attempt = 0;
+    memo_attempt = 0;
+}
+
+void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
+{
+    schedule_impl(s, p, rr, out);
+    memo_reset();
 }

@@ -37,6 +37,13 @@ struct kc_spod {
     double created;                     /* creationTimestamp, seconds since epoch */
     struct kc_res req;                  /* requests (init containers: max, as upstream) */
     json_t *labels;                     /* borrowed from json */
+    /* pre-extracted once per pod (borrowed from json, NULL when absent) so that the per-node plugins
+     * do no JSON look-ups for what the pod does not use */
+    json_t *spec, *tolerations, *node_selector, *req_node_terms, *pref_node_terms, *spread;
+    json_t *anti_req, *aff_req, *aff_pref, *anti_pref;
+    const char *want_node;              /* spec.nodeName before binding (pods pinned to a node) */
+    const char *images[8];
+    int nimages;
 };
 
 struct kc_snode {
@@ -48,6 +55,7 @@ struct kc_snode {
     struct kc_res alloc, used;
     struct kc_spod **pods;              /* pods on this node (references owned by the snapshot) */
     size_t npods, cap;
+    size_t n_anti;                      /* pods here with required anti-affinity (symmetry checks) */
     json_t *images;                     /* set: {"nginx:1.25": size, ...} names from status.images */
 };
 

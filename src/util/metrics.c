@@ -24,7 +24,7 @@
 
 #include "util/map.h"
 
-#define MAX_LABELS 8
+#define MAX_LABELS 12
 #define MAX_BUCKETS 32
 
 struct kc_series {
@@ -366,7 +366,7 @@ static void expose_family(struct kc_buf *b, struct kc_family *f)
             if (k == f->nbounds)
                 snprintf(le, sizeof le, "+Inf");
             else
-                snprintf(le, sizeof le, "%g", f->bounds[k]);
+                snprintf(le, sizeof le, "%.15g", f->bounds[k]);
             kc_buf_printf(b, "%s_bucket", f->name);
             put_labels(b, f, s, le);
             kc_buf_printf(b, " %llu\n", (unsigned long long)cum);
