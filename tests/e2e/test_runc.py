@@ -1,0 +1,229 @@
+"""End-to-end: the node agent with real containers (`kubec agent --runtime runc`) against a real `kubec
+server`, pulling a busybox image from a real registry on loopback (registry_fixture.py: TLS from a test
+CA, htpasswd auth, an imagePullSecret).
+
+Covers: a pod with a readiness probe runs a real process (visible with `runc list`), Ready only after the
+probe passes; the agent's HTTPS log API (bearer token required, anonymous refused) serves its output;
+two pods reach each other by pod IP; exit 1 -> CrashLoopBackOff with restartCount growing and the
+previous run's logs; delete leaves no runc container, mount, netns, cgroup or directory behind; SIGTERM
+stops the agent cleanly.
+
+Needs root, runc, containernetworking-plugins and the registry fixture's tools; skips with the reason
+otherwise.
+"""
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import harness
+
+try:
+    import registry_fixture
+except ImportError:  # pragma: no cover
+    registry_fixture = None
+
+
+def why_unusable():
+    if os.geteuid() != 0:
+        return "needs root"
+    if not shutil.which("runc"):
+        return "runc is not installed (scripts/deps.sh)"
+    if not os.access("/usr/lib/cni/bridge", os.X_OK):
+        return "containernetworking-plugins is not installed (scripts/deps.sh)"
+    if registry_fixture is None:
+        return "no registry fixture"
+    miss = registry_fixture.missing_tools()
+    if miss:
+        return "registry fixture needs " + ", ".join(miss)
+    return None
+
+
+def wait(pred, timeout, step=0.2, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class RuncAgentTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        why = why_unusable()
+        if why:
+            raise unittest.SkipTest("runc e2e: " + why)
+        cls.reg = registry_fixture.Registry()
+        cls.reg.start()
+        cls.reg.push_busybox("v1")
+        cls.image = "%s/kubec/busybox:v1" % cls.reg.host
+        cls.server = harness.Server().start()
+        cls.data = tempfile.mkdtemp(prefix="kubec-runc-e2e-")
+        cls.node = "runc-e2e-%d" % os.getpid()
+        cls.port = harness.free_port()
+        cls.agent_log = open(os.path.join(cls.data, "agent.log"), "ab")
+        cls.agent = subprocess.Popen([harness.KUBEC, "agent", "--kubeconfig", cls.server.kubeconfig, "--runtime",
+                                      "runc", "--data-dir", os.path.join(cls.data, "agent"), "--node-name", cls.node,
+                                      "--port", str(cls.port), "--registry-ca-dir", cls.reg.ca_dir,
+                                      "--node-lease-renew-interval", "2"],
+                                     stdout=cls.agent_log, stderr=subprocess.STDOUT)
+        st, _, _ = cls.server.request("POST", "/api/v1/namespaces/default/secrets", cls.reg.secret("regcred"))
+        assert st == 201, st
+        wait(lambda: cls.server.request("GET", "/api/v1/nodes/" + cls.node)[0] == 200, 30, what="node registered")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if getattr(cls, "agent", None) and cls.agent.poll() is None:
+                cls.agent.send_signal(signal.SIGTERM)
+                try:
+                    rc = cls.agent.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    cls.agent.kill()
+                    cls.agent.wait()
+                    raise AssertionError("kubec agent did not stop within 20 s of SIGTERM")
+                assert rc == 0, "agent exited %s:\n%s" % (rc, cls.agent_text()[-3000:])
+        finally:
+            if getattr(cls, "agent_log", None):
+                cls.agent_log.close()
+            if getattr(cls, "server", None):
+                cls.server.stop()
+                cls.server.cleanup()
+            if getattr(cls, "reg", None):
+                cls.reg.close()
+            root = os.path.join(getattr(cls, "data", "/nonexistent"), "agent", "runc")
+            if os.path.isdir(root):  # after a failure: take down what is left
+                out = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True).stdout
+                for c in out.split():
+                    subprocess.run(["runc", "--root", root, "delete", "--force", c], capture_output=True)
+            if getattr(cls, "data", None):
+                subprocess.run("grep -o '%s/[^ ]*/rootfs' /proc/self/mountinfo | xargs -r -n1 umount -l" % cls.data,
+                               shell=True)
+                shutil.rmtree(cls.data, ignore_errors=True)
+
+    @classmethod
+    def agent_text(cls):
+        with open(os.path.join(cls.data, "agent.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    # ---- helpers ----
+    def pod(self, name, command, probe=None, extra=None):
+        c = {"name": "main", "image": self.image, "imagePullPolicy": "IfNotPresent", "command": command}
+        if probe:
+            c["readinessProbe"] = probe
+        spec = {"nodeName": self.node, "terminationGracePeriodSeconds": 2, "imagePullSecrets": [{"name": "regcred"}],
+                "containers": [c]}
+        spec.update(extra or {})
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+        st, obj, _ = self.server.request("POST", "/api/v1/namespaces/default/pods", body)
+        self.assertEqual(st, 201, obj)
+        return obj["metadata"]["uid"]
+
+    def get(self, name):
+        st, obj, _ = self.server.request("GET", "/api/v1/namespaces/default/pods/" + name)
+        return obj if st == 200 else None
+
+    def cstatus(self, name):
+        p = self.get(name) or {}
+        cs = (p.get("status") or {}).get("containerStatuses") or [{}]
+        return p, cs[0]
+
+    def ready(self, name):
+        p = self.get(name) or {}
+        return any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (p.get("status") or {}).get("conditions") or [])
+
+    def logs(self, name, token=True, query=""):
+        with open(os.path.join(self.data, "agent", "pki", "kubelet-token")) as f:
+            tok = f.read().strip()
+        req = urllib.request.Request("https://127.0.0.1:%d/containerLogs/default/%s/main%s" % (self.port, name, query))
+        if token:
+            req.add_header("Authorization", "Bearer " + tok)
+        try:
+            with urllib.request.urlopen(req, context=ssl._create_unverified_context(), timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def delete(self, name):
+        self.server.request("DELETE", "/api/v1/namespaces/default/pods/" + name)
+        wait(lambda: self.get(name) is None, 30, what="pod %s gone" % name)
+
+    def assert_clean(self, uid):
+        root = os.path.join(self.data, "agent", "runc")
+        out = subprocess.run(["runc", "--root", root, "list", "-q"], capture_output=True, text=True).stdout
+        self.assertNotIn(uid, out, "runc container left")
+        with open("/proc/self/mountinfo") as f:
+            self.assertNotIn(uid, f.read(), "mount left")
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        self.assertNotIn(uid, out, "netns left")
+        for base in ("/sys/fs/cgroup/memory/kubec", "/sys/fs/cgroup/kubec", "/sys/fs/cgroup/pids/kubec"):
+            self.assertFalse(os.path.exists(os.path.join(base, "pod" + uid)), "cgroup left in " + base)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "agent", "pods", uid)), "pod dir left")
+        self.assertFalse([d for d in os.listdir(os.path.join(self.data, "agent", "bundles")) if uid in d],
+                         "bundle left")
+
+    # ---- tests ----
+    def test_1_node_is_real(self):
+        st, node, _ = self.server.request("GET", "/api/v1/nodes/" + self.node)
+        self.assertEqual(st, 200)
+        self.assertTrue(node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("runc://"))
+        self.assertEqual(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"], self.port)
+
+    def test_2_pod_runs_probe_logs_network_cleanup(self):
+        uid = self.pod("web", ["sh", "-c", "echo serving; sleep 2; echo ok > /tmp/ready; "
+                                           "exec busybox httpd -f -p 8080 -h /etc"],
+                       probe={"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1})
+        p = wait(lambda: self.cstatus("web")[1].get("state", {}).get("running") and self.get("web"), 60,
+                 what="web running")
+        self.assertTrue(p["status"]["containerStatuses"][0]["containerID"].startswith("runc://"))
+        self.assertTrue(p["status"]["containerStatuses"][0]["imageID"].endswith(self.reg.manifest_digest("kubec/busybox", "v1")))
+        self.assertFalse(self.ready("web"), "Ready before the readiness probe passed")
+        root = os.path.join(self.data, "agent", "runc")
+        out = subprocess.run(["runc", "--root", root, "list"], capture_output=True, text=True).stdout
+        self.assertIn(uid, out)
+        self.assertIn("running", out)
+        wait(lambda: self.ready("web"), 30, what="web Ready")
+        ip = self.get("web")["status"]["podIP"]
+        # logs: token required
+        self.assertEqual(self.logs("web", token=False)[0], 401)
+        st, text = self.logs("web")
+        self.assertEqual(st, 200)
+        self.assertIn("serving\n", text)
+        # a second pod reaches the first by pod IP
+        uid2 = self.pod("client", ["sh", "-c", "wget -q -O- http://%s:8080/kc-tag; sleep 3600" % ip])
+        wait(lambda: "v1" in self.logs("client")[1], 60, what="client fetched from web by pod IP")
+        self.delete("web")
+        self.delete("client")
+        self.assert_clean(uid)
+        self.assert_clean(uid2)
+
+    def test_3_crashloop_previous_logs(self):
+        uid = self.pod("crash", ["sh", "-c", "echo attempt $(cat /proc/uptime); exit 1"])
+
+        def looping():
+            _, c = self.cstatus("crash")
+            w = (c.get("state") or {}).get("waiting") or {}
+            return c.get("restartCount", 0) >= 2 and w.get("reason") == "CrashLoopBackOff" and c
+        c = wait(looping, 60, what="CrashLoopBackOff with restartCount >= 2")
+        self.assertEqual(c["lastState"]["terminated"]["exitCode"], 1)
+        self.assertEqual(c["lastState"]["terminated"]["reason"], "Error")
+        st, prev = self.logs("crash", query="?previous=true")
+        self.assertEqual(st, 200)
+        self.assertIn("attempt", prev)
+        self.delete("crash")
+        self.assert_clean(uid)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
