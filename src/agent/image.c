@@ -718,9 +718,11 @@ static void remove_image(struct kc_image_store *s, const char *key_in)
     json_array_append(blobs, json_object_get(img, "config"));
     size_t i;
     json_t *b;
+    /* A pull in flight may be about to use a blob it found present: then blobs stay (swept as orphans
+     * at the next open, or removed by a later prune). */
     json_array_foreach(blobs, i, b) {
         const char *d = json_string_value(b);
-        if (d && kc_image_digest_valid(d) && !blob_used(s, d)) {
+        if (d && !s->inflight && kc_image_digest_valid(d) && !blob_used(s, d)) {
             blob_path(s, d, p, sizeof p);
             unlink(p);
         }

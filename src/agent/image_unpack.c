@@ -7,7 +7,9 @@
  *   "<dir>/.wh..wh..opq"  empties <dir> of everything lower layers put there.
  * Entries written by the layer itself are remembered (a string set) so that an opaque marker that
  * comes after its siblings in the tar does not delete them. Entry paths with ".." are refused, leading
- * "/" and "./" stripped, and deletions never go through a symlink inside the rootfs.
+ * "/" and "./" stripped. Directory symlinks already in the rootfs are followed as the container would
+ * see them, but resolved inside the root (an absolute target restarts at the root; ".." stops there),
+ * so neither a write nor a whiteout ever reaches outside it.
  * No shared state; one call per thread.
  */
 #include "agent/image_int.h"
@@ -66,22 +68,61 @@ static const char *clean_path(const char *p, char *out, size_t n)
     return out;
 }
 
-/* Whether no component of rel's parent directory (under root) is a symlink. */
-static bool no_symlink_parent(const char *root, const char *rel)
+/* Resolves the parent directories of rel inside root, following symlinks as the container will see
+ * them: an absolute target restarts at root, ".." stops at root. The last component is not followed
+ * (the entry replaces whatever is there). out gets a root-relative path without symlinks in its
+ * directories. -1 on a symlink loop (> 40 hops) or an over-long path. */
+static int resolve_in_root(const char *root, const char *rel, char *out, size_t n)
 {
-    char p[PATH_MAX];
-    int n = snprintf(p, sizeof p, "%s/%s", root, rel);
-    if (n < 0 || (size_t)n >= sizeof p)
-        return false;
-    for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')); s++) {
-        *s = 0;
+    char todo[PATH_MAX], cur[PATH_MAX] = "", tmp[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    const char *base = slash ? slash + 1 : rel;
+    size_t dl = slash ? (size_t)(slash - rel) : 0;
+    memcpy(todo, rel, dl);
+    todo[dl] = 0;
+    int hops = 0;
+    while (todo[0]) {
+        char *sep = strchr(todo, '/');
+        size_t cl = sep ? (size_t)(sep - todo) : strlen(todo);
+        char comp[NAME_MAX + 1];
+        if (cl > NAME_MAX)
+            return -1;
+        memcpy(comp, todo, cl);
+        comp[cl] = 0;
+        memmove(todo, sep ? sep + 1 : todo + cl, strlen(sep ? sep + 1 : todo + cl) + 1);
+        if (!cl || !strcmp(comp, "."))
+            continue;
+        if (!strcmp(comp, "..")) {
+            char *up = strrchr(cur, '/');
+            if (up)
+                *up = 0;
+            else
+                cur[0] = 0;
+            continue;
+        }
+        char cand[PATH_MAX], full[PATH_MAX];
+        if (snprintf(cand, sizeof cand, "%s%s%s", cur, *cur ? "/" : "", comp) >= (int)sizeof cand ||
+            snprintf(full, sizeof full, "%s/%s", root, cand) >= (int)sizeof full)
+            return -1;
         struct stat st;
-        bool bad = lstat(p, &st) == 0 && !S_ISDIR(st.st_mode);
-        *s = '/';
-        if (bad)
-            return false;
+        if (lstat(full, &st) || !S_ISLNK(st.st_mode)) {
+            memcpy(cur, cand, strlen(cand) + 1);
+            continue;
+        }
+        char target[PATH_MAX];
+        ssize_t tl = readlink(full, target, sizeof target - 1);
+        if (tl < 0 || ++hops > 40)
+            return -1;
+        target[tl] = 0;
+        if (target[0] == '/')
+            cur[0] = 0;
+        if (snprintf(tmp, sizeof tmp, "%s%s%s", target, *todo ? "/" : "", todo) >= (int)sizeof tmp)
+            return -1;
+        memcpy(todo, tmp, strlen(tmp) + 1);
     }
-    return true;
+    if (snprintf(out, n, "%s%s%s", cur, *cur ? "/" : "", base) >= (int)n)
+        return -1;
+    return 0;
 }
 
 /* Empties root/dir of entries not written by this layer. */
@@ -91,7 +132,7 @@ static int opaque(const char *root, const char *dir, struct kc_map *written)
     if (snprintf(p, sizeof p, "%s/%s", root, dir) >= (int)sizeof p)
         return -1;
     struct stat st;
-    if (!no_symlink_parent(root, dir) || lstat(p, &st) || !S_ISDIR(st.st_mode))
+    if (lstat(p, &st) || !S_ISDIR(st.st_mode))
         return 0;
     DIR *d = opendir(p);
     if (!d)
@@ -102,7 +143,8 @@ static int opaque(const char *root, const char *dir, struct kc_map *written)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         char rel[PATH_MAX], full[PATH_MAX];
-        if (snprintf(rel, sizeof rel, "%s/%s", dir, e->d_name) >= (int)sizeof rel)
+        bool top = strcmp(dir, ".") == 0; /* written-set keys have no "./" prefix */
+        if (snprintf(rel, sizeof rel, "%s%s%s", top ? "" : dir, top ? "" : "/", e->d_name) >= (int)sizeof rel)
             continue;
         if (kc_map_get(written, rel))
             continue;
@@ -113,7 +155,7 @@ static int opaque(const char *root, const char *dir, struct kc_map *written)
     return rc;
 }
 
-/* Handles a whiteout entry (dir/.wh.name); returns 1 if the entry was one. */
+/* Handles a whiteout entry (dir/.wh.name, rel already resolved); returns 1 if the entry was one. */
 static int whiteout(const char *root, const char *rel, struct kc_map *written, int *rc)
 {
     const char *slash = strrchr(rel, '/');
@@ -129,11 +171,12 @@ static int whiteout(const char *root, const char *rel, struct kc_map *written, i
             *rc = -1;
         return 1;
     }
-    char victim[PATH_MAX], full[PATH_MAX];
-    if (snprintf(victim, sizeof victim, "%s%s%s", dir, dl ? "/" : "", base + strlen(WH_PREFIX)) >= (int)sizeof victim ||
-        !*(base + strlen(WH_PREFIX)) || !no_symlink_parent(root, victim))
+    const char *name = base + strlen(WH_PREFIX);
+    char full[PATH_MAX];
+    if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
         return 1;
-    if (snprintf(full, sizeof full, "%s/%s", root, victim) >= (int)sizeof full || kc_image_rmtree(full))
+    if (snprintf(full, sizeof full, "%s/%s%s%s", root, dir, dl ? "/" : "", name) >= (int)sizeof full ||
+        kc_image_rmtree(full)) /* the victim itself is not followed if it is a symlink */
         *rc = -1;
     return 1;
 }
@@ -164,8 +207,9 @@ static int extract(const char *root, const char *rel, struct archive *in, struct
     archive_entry_set_pathname(e, full);
     const char *hl = archive_entry_hardlink(e);
     if (hl) {
-        char hc[PATH_MAX], hfull[PATH_MAX];
-        if (!clean_path(hl, hc, sizeof hc) || snprintf(hfull, sizeof hfull, "%s/%s", root, hc) >= (int)sizeof hfull)
+        char hc[PATH_MAX], hr[PATH_MAX], hfull[PATH_MAX];
+        if (!clean_path(hl, hc, sizeof hc) || resolve_in_root(root, hc, hr, sizeof hr) ||
+            snprintf(hfull, sizeof hfull, "%s/%s", root, hr) >= (int)sizeof hfull)
             return kc_err_set(err, KC_EINVAL, 0, "ErrImagePull", "layer hard link %.200s escapes the root", rel);
         archive_entry_set_hardlink(e, hfull);
     }
@@ -185,14 +229,17 @@ static int apply(const char *root, struct archive *in, struct archive *out, stru
     struct archive_entry *e;
     int r, rc = 0;
     while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
-        char rel[PATH_MAX];
-        if (!clean_path(archive_entry_pathname(e), rel, sizeof rel)) {
+        char clean[PATH_MAX], rel[PATH_MAX];
+        if (!clean_path(archive_entry_pathname(e), clean, sizeof clean)) {
             const char *p = archive_entry_pathname(e);
             if (strstr(p, ".."))
                 return kc_err_set(err, KC_EINVAL, 0, "ErrImagePull", "layer entry %.200s escapes the root; refused",
                                   p);
             continue; /* the root directory itself */
         }
+        if (resolve_in_root(root, clean, rel, sizeof rel))
+            return kc_err_set(err, KC_EINVAL, 0, "ErrImagePull", "layer entry %.200s: symlink loop or path too long",
+                              clean);
         int wrc = 0;
         if (whiteout(root, rel, written, &wrc)) {
             if (wrc)
@@ -224,8 +271,10 @@ int kc_image_apply_layer(const char *root_in, const char *layer_path, struct kc_
     }
     archive_read_support_filter_all(in); /* gzip, zstd, none (others harmless) */
     archive_read_support_format_tar(in);
+    /* No SECURE_SYMLINKS: paths are resolved inside the root beforehand (resolve_in_root), and libarchive's
+     * check would instead delete an image's own directory symlinks (e.g. lib -> usr/lib). */
     int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_UNLINK |
-                ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
+                ARCHIVE_EXTRACT_SECURE_NODOTDOT;
     if (geteuid() == 0)
         flags |= ARCHIVE_EXTRACT_OWNER;
     archive_write_disk_set_options(out, flags);

@@ -141,6 +141,15 @@ static void test_whiteouts(void **st)
     apply(root, l3);
     slurp(root, "a", buf, sizeof buf);
     assert_string_equal(buf, "now a file");
+    /* an opaque marker at the root: everything of lower layers goes, this layer's entries stay */
+    const struct ent e4[] = {{"fresh", 'f', "f"}, {".wh..wh..opq", 'f', ""}, {"later/", 'd', NULL}, {NULL, 0, NULL}};
+    write_layer(l1, 0, e4);
+    apply(root, l1);
+    assert_true(exists(root, "fresh"));
+    assert_true(exists(root, "later"));
+    assert_false(exists(root, "a"));
+    assert_false(exists(root, "bin"));
+    assert_false(exists(root, "top"));
 }
 
 static void test_escapes_refused(void **st)
@@ -165,14 +174,24 @@ static void test_escapes_refused(void **st)
     write_layer(l2, 0, e2);
     apply(root, l2);
     assert_true(exists(outside, "precious"));
-    /* writing through the symlink never lands outside: libarchive replaces the intermediate symlink
-     * by a directory inside the root (SECURE_SYMLINKS with UNLINK) */
-    const struct ent e3[] = {{"link/evil", 'f', "x"}, {NULL, 0, NULL}};
+    /* writing through the symlink follows it as the container sees it: inside the root */
+    const struct ent e3[] = {{"link/evil", 'f', "x"}, {"up/../../../evil3", 'f', "y"}, {NULL, 0, NULL}};
+    const struct ent e3a[] = {{"up", 'l', "../../.."}, {NULL, 0, NULL}};
+    write_layer(l2, 0, e3a);
+    apply(root, l2);
     write_layer(l3, 0, e3);
     struct kc_err err = {0};
-    kc_image_apply_layer(root, l3, &err);
+    assert_int_equal(kc_image_apply_layer(root, l3, &err), KC_EINVAL); /* ".." in an entry path */
+    const struct ent e3b[] = {{"link/evil", 'f', "x"}, {"up/evil3", 'f', "y"}, {NULL, 0, NULL}};
+    write_layer(l3, 0, e3b);
+    apply(root, l3);
     assert_false(exists(outside, "evil"));
     assert_true(exists(outside, "precious"));
+    char inroot[600];
+    snprintf(inroot, sizeof inroot, "%s%s", root, outside);
+    assert_true(exists(inroot, "evil"));   /* root + the symlink's absolute target */
+    assert_true(exists(root, "evil3"));    /* ".." in a symlink target stops at the root */
+    assert_false(exists(tmpdir, "evil3"));
     const struct ent e4[] = {{"../evil2", 'f', "x"}, {NULL, 0, NULL}};
     write_layer(l3, 'g', e4);
     assert_int_equal(kc_image_apply_layer(root, l3, &err), KC_EINVAL);
@@ -181,6 +200,35 @@ static void test_escapes_refused(void **st)
     const struct ent e5[] = {{"hl", 'h', "../../etc/passwd"}, {NULL, 0, NULL}};
     write_layer(l3, 0, e5);
     assert_int_equal(kc_image_apply_layer(root, l3, &err), KC_EINVAL);
+}
+
+static void test_directory_symlinks_kept(void **st)
+{
+    char root[300], l1[300], l2[300];
+    snprintf(root, sizeof root, "%s/rootfs4", tmpdir);
+    snprintf(l1, sizeof l1, "%s/s1.tar", tmpdir);
+    snprintf(l2, sizeof l2, "%s/s2.tar", tmpdir);
+    mkdir(root, 0755);
+    /* merged /usr: lib -> usr/lib; a later layer writes lib/x and whites out lib/old */
+    const struct ent e1[] = {{"usr/", 'd', NULL}, {"usr/lib/", 'd', NULL}, {"usr/lib/old", 'f', "o"},
+                             {"usr/lib/ld.so", 'f', "ld"}, {"lib", 'l', "usr/lib"}, {"abs", 'l', "/usr/lib"},
+                             {NULL, 0, NULL}};
+    write_layer(l1, 0, e1);
+    apply(root, l1);
+    const struct ent e2[] = {{"lib/x", 'f', "x"}, {"lib/.wh.old", 'f', ""}, {"abs/y", 'f', "y"},
+                             {"lib/hl", 'h', "abs/ld.so"}, {NULL, 0, NULL}};
+    write_layer(l2, 0, e2);
+    apply(root, l2);
+    char p[400], t[64];
+    snprintf(p, sizeof p, "%s/lib", root);
+    struct stat sb;
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode)); /* the image's own symlink is kept */
+    assert_true(exists(root, "usr/lib/x"));
+    assert_true(exists(root, "usr/lib/y"));
+    assert_false(exists(root, "usr/lib/old"));
+    slurp(root, "usr/lib/hl", t, sizeof t);
+    assert_string_equal(t, "ld");
 }
 
 static void test_corrupt_layer(void **st)
@@ -201,6 +249,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whiteouts),
         cmocka_unit_test(test_escapes_refused),
+        cmocka_unit_test(test_directory_symlinks_kept),
         cmocka_unit_test(test_corrupt_layer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
