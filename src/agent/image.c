@@ -445,6 +445,9 @@ static int fetch_and_unpack(struct kc_image_store *s, struct kc_reg *r, json_t *
     json_t *ls = json_object_get(man, "layers");
     if (!json_is_array(ls))
         return kc_err_set(err, KC_EIO, 0, "ErrImagePull", "manifest of %s has no layers", r->repo);
+    if (json_array_size(ls) > KC_IMG_LAYERS_MAX)
+        return kc_err_set(err, KC_ETOOLARGE, 0, "ErrImagePull", "image %s has %zu layers; at most %d are supported",
+                          r->repo, json_array_size(ls), KC_IMG_LAYERS_MAX);
     size_t i;
     json_t *l;
     json_array_foreach(ls, i, l) {

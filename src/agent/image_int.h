@@ -22,6 +22,7 @@
 #define KC_IMG_MANIFEST_MAX (4 << 20)   /* manifests and indexes: 4 MiB */
 #define KC_IMG_CONFIG_MAX (8 << 20)     /* image config blob: 8 MiB */
 #define KC_IMG_LAYER_MAX (8LL << 30)    /* one layer blob: 8 GiB */
+#define KC_IMG_LAYERS_MAX 256           /* layers of one image */
 
 /* ---- references (image_ref.c) ---- */
 struct kc_image_ref {

@@ -232,6 +232,7 @@ class Registry:
         self.cert_path = os.path.join(self.dir, "server.crt")
         self.key_path = os.path.join(self.dir, "server.key")
         self.log_path = os.path.join(self.dir, "registry.log")
+        self.ca_file = os.path.join(self.dir, "ca.crt")        # the test CA alone (PEM)
         self.layout = os.path.join(self.dir, "oci")
         for d in (self.ca_dir, self.skopeo_certs, self.storage):
             os.makedirs(d, exist_ok=True)
@@ -340,10 +341,11 @@ class Registry:
             _run(["umoci", "init", "--layout", self.layout])
 
     def push_busybox(self, tag, repo="kubec/busybox", files=None, remove=(),
-                     cmd=("/bin/sh", "-c", "echo hello; sleep 3600"), docker_format=False):
+                     cmd=("/bin/sh", "-c", "echo hello; sleep 3600"), docker_format=False, zstd=False):
         """Builds an image (busybox-static with applet links, /etc/kc-tag = tag, extra files {path: text},
         paths in remove deleted in a second layer, i.e. whiteouts) and pushes it as repo:tag (OCI media
-        types, or Docker schema 2 with docker_format). Returns the manifest digest the registry stores."""
+        types, or Docker schema 2 with docker_format; zstd-compressed layers with zstd). Returns the
+        manifest digest the registry stores."""
         self._layout_init()
         src = "%s:%s" % (self.layout, tag)
         _run(["umoci", "new", "--image", src])
@@ -379,6 +381,7 @@ class Registry:
         shutil.rmtree(bundle, ignore_errors=True)
         _run(["skopeo", "copy", "--quiet", "--dest-creds", "%s:%s" % (self.user, self.password),
               "--dest-cert-dir", self.skopeo_certs] + (["--format", "v2s2"] if docker_format else []) +
+             (["--dest-compress", "--dest-compress-format", "zstd"] if zstd else []) +
              ["oci:" + src, "docker://%s/%s:%s" % (self.host, repo, tag)], timeout=180)
         return self.manifest_digest(repo, tag)
 

@@ -7,6 +7,7 @@ registry unreachable, digest mismatch, invalid name — plus the successful path
 index → linux/amd64, whiteouts across layers, cached image without the registry, prune.
 Every command is bounded by a timeout; the registry is stopped in tearDownClass and at exit.
 """
+import base64
 import json
 import os
 import shutil
@@ -157,6 +158,25 @@ class ImagesTest(unittest.TestCase):
         self.assertEqual(out["digest"], d)
         with open(os.path.join(out["rootfs"], "etc", "kc-tag")) as f:
             self.assertEqual(f.read(), "docker\n")
+
+    def test_zstd_layers(self):
+        d = self.reg.push_busybox("zstd", zstd=True)
+        _, _, man = self.reg.manifest(REPO, d)
+        self.assertTrue(all(l["mediaType"].endswith("+zstd") for l in man["layers"]), man["layers"])
+        out = self.pull_ok(self.ref("zstd"))
+        with open(os.path.join(out["rootfs"], "etc", "kc-tag")) as f:
+            self.assertEqual(f.read(), "zstd\n")
+
+    def test_secret_for_another_registry(self):
+        p = os.path.join(self.tmp, "othercred.json")
+        sec = self.reg.secret("othercred")
+        doc = json.loads(base64.b64decode(sec["data"][".dockerconfigjson"]))
+        doc["auths"] = {"other.example:5000": doc["auths"][self.reg.host]}
+        sec["data"][".dockerconfigjson"] = base64.b64encode(json.dumps(doc).encode()).decode()
+        with open(p, "w") as f:
+            json.dump(sec, f)
+        self.secrets["othercred"] = p
+        self.pull_fails(self.ref("v1"), "unauthorized", 'none of the pull secrets ("othercred")', secret="othercred")
 
     def test_silent_registry_times_out_as_unreachable(self):
         # a listener that accepts and never answers (a black-holed registry): bounded, and said so
