@@ -147,7 +147,7 @@ static int probe_http(json_t *h, json_t *cspec, const char *ip, int timeout_ms, 
     resp[got] = 0;
     int code = 0;
     if (got < 12 || sscanf(resp, "HTTP/%*d.%*d %d", &code) != 1) {
-        snprintf(msg, n, "Get \"http://%s:%d%.200s\": %s", host && *host ? host : ip, port, path ? path : "/",
+        snprintf(msg, n, "Get \"http://%.64s:%d%.100s\": %s", host && *host ? host : ip, port, path ? path : "/",
                  got ? "malformed HTTP response" : "context deadline exceeded (Client.Timeout exceeded while awaiting headers)");
         return 0;
     }
