@@ -536,9 +536,18 @@ static int do_pull(struct kc_image_store *s, const struct kc_image_ref *ir, json
     r.user = json_string_value(json_object_get(a, "username"));
     r.pass = json_string_value(json_object_get(a, "password"));
     r.secret = json_string_value(json_object_get(a, "secret"));
-    char given[512];
+    char given[512], unusable[768] = "";
     secrets_given(auths, given, sizeof given);
     r.secrets_given = given;
+    size_t ui;
+    json_t *u;
+    json_array_foreach(json_object_get(auths, KC_IMG_UNUSABLE_KEY), ui, u) {
+        size_t l = strlen(unusable);
+        strf(unusable + l, sizeof unusable - l, "%s\"%s\" (%s)", l ? ", " : "",
+             json_string_value(json_object_get(u, "secret")) ?: "?",
+             json_string_value(json_object_get(u, "problem")) ?: "unusable");
+    }
+    r.secrets_unusable = unusable;
 
     json_t *man = NULL, *layers = json_array(), *names = json_array();
     char mdigest[KC_IMG_DIGEST_MAX], top[KC_IMG_DIGEST_MAX], tmp[PATH_MAX] = "";

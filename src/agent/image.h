@@ -63,6 +63,11 @@ int kc_image_prune(struct kc_image_store *s, const char *const *in_use, int64_t 
  * username/password). An entry already present (from an earlier secret) is kept, as upstream tries
  * the secrets in order. KC_EINVAL with a message naming the secret if it is malformed. */
 int kc_image_auths_add_secret(json_t *auths, json_t *secret, struct kc_err *err);
+/* Records that the pod named pull secret `name` but it could not be used (problem: "not found",
+ * or the message of a failed kc_image_auths_add_secret), so that an unauthorized pull says so
+ * ("secret \"regcred\" not found") instead of "no imagePullSecret was given". Kept under the key
+ * "#unusable" of auths, which no registry lookup matches. */
+void kc_image_auths_note_secret(json_t *auths, const char *name, const char *problem);
 /* Normalises a reference ("busybox" → "docker.io/library/busybox:latest"); KC_EINVAL with reason
  * InvalidImageName if malformed. */
 int kc_image_normalize(const char *ref, char *out, size_t n, struct kc_err *err);

@@ -147,3 +147,17 @@ int kc_image_auths_add_secret(json_t *auths, json_t *secret, struct kc_err *err)
     json_decref(root);
     return rc;
 }
+
+void kc_image_auths_note_secret(json_t *auths, const char *name, const char *problem)
+{
+    if (!json_is_object(auths) || !name)
+        return;
+    json_t *arr = json_object_get(auths, KC_IMG_UNUSABLE_KEY);
+    if (!json_is_array(arr)) {
+        arr = json_array();
+        if (json_object_set_new(auths, KC_IMG_UNUSABLE_KEY, arr))
+            return;
+    }
+    if (json_array_size(arr) < 16)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "secret", name, "problem", problem ? problem : "unusable"));
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SECRETS 16
 
@@ -39,10 +40,15 @@ static void print_json(json_t *o)
     free(s);
 }
 
-/* Reads a Secret (JSON) file and adds its registries to auths. */
+/* Reads a Secret (JSON) file and adds its registries to auths; a missing file is noted as a secret
+ * "not found" (as the agent does for a pod's imagePullSecret that does not exist). */
 static int add_secret_file(json_t *auths, const char *path, struct kc_err *err)
 {
     json_error_t je;
+    if (access(path, F_OK) != 0) {
+        kc_image_auths_note_secret(auths, path, "not found");
+        return 0;
+    }
     json_t *sec = json_load_file(path, 0, &je);
     if (!sec)
         return kc_err_set(err, KC_EINVAL, 0, "Error", "%s: %s", path, je.text);

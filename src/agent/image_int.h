@@ -40,6 +40,7 @@ const char *kc_image_ref_api_host(const char *domain);
 bool kc_image_digest_valid(const char *d);
 
 /* ---- credentials (image_auth.c) ---- */
+#define KC_IMG_UNUSABLE_KEY "#unusable" /* auths key of kc_image_auths_note_secret's notes */
 /* Looks up the credentials for domain in an auths object (see kc_image_auths_add_secret). Returns
  * the entry (borrowed) or NULL. */
 json_t *kc_image_auth_lookup(json_t *auths, const char *domain);
@@ -57,6 +58,7 @@ struct kc_reg {
     bool ca_present;               /* ... and it exists: added to the system CAs */
     const char *user, *pass, *secret; /* credentials (borrowed from auths) or NULL */
     const char *secrets_given;     /* comma-separated names of all secrets given (for messages) */
+    const char *secrets_unusable;  /* "\"a\" (not found), ..." named by the pod but unusable, or NULL */
     char *authz;                   /* "Authorization: ..." header once obtained (owned) */
     long timeout_s;
     void *curl;                    /* CURL * reused across requests (connection reuse) */

@@ -300,11 +300,17 @@ static int unauthorized(struct kc_reg *r, struct kc_err *err)
                           "unauthorized: registry %s rejected the credentials of user \"%s\" from secret \"%s\" for "
                           "repository %s; check the secret's username and password",
                           r->domain, r->user, r->secret ? r->secret : "?", r->repo);
+    const char *un = r->secrets_unusable && *r->secrets_unusable ? r->secrets_unusable : NULL;
     if (r->secrets_given && *r->secrets_given)
         return kc_err_set(err, KC_EIO, 401, "ErrImagePull",
                           "unauthorized: registry %s requires authentication for repository %s and none of the pull "
-                          "secrets (%s) has credentials for %s",
-                          r->domain, r->repo, r->secrets_given, r->domain);
+                          "secrets (%s) has credentials for %s%s%s",
+                          r->domain, r->repo, r->secrets_given, r->domain, un ? "; unusable: " : "", un ? un : "");
+    if (un)
+        return kc_err_set(err, KC_EIO, 401, "ErrImagePull",
+                          "unauthorized: registry %s requires authentication for repository %s and the pod's "
+                          "imagePullSecrets gave no credentials: %s",
+                          r->domain, r->repo, un);
     return kc_err_set(err, KC_EIO, 401, "ErrImagePull",
                       "unauthorized: registry %s requires authentication for repository %s and no imagePullSecret "
                       "was given (add one to the pod or to its ServiceAccount)",

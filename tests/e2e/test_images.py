@@ -227,6 +227,10 @@ class ImagesTest(unittest.TestCase):
         self.pull_fails(self.ref("v1"), "unauthorized", "no imagePullSecret", secret=None)
         self.assertEqual(os.listdir(os.path.join(self.store, "rootfs")), [])
 
+    def test_missing_secret_is_named(self):
+        self.secrets["gone"] = os.path.join(self.tmp, "regcred-gone")  # no such file = no such Secret
+        self.pull_fails(self.ref("v1"), "unauthorized", "regcred-gone", "not found", secret="gone")
+
     def test_wrong_credentials_name_the_secret(self):
         out = self.pull_fails(self.ref("v1"), "unauthorized", '"badcred"', secret="badcred")
         self.assertEqual(out["reason"], "ErrImagePull")

@@ -98,6 +98,24 @@ static void test_malformed(void **st)
     json_decref(auths);
 }
 
+static void test_unusable_secrets_noted(void **st)
+{
+    json_t *auths = json_object();
+    kc_image_auths_note_secret(auths, "regcred", "not found");
+    kc_image_auths_note_secret(auths, "other", NULL);
+    json_t *arr = json_object_get(auths, "#unusable");
+    assert_int_equal(json_array_size(arr), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 0), "secret")), "regcred");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 1), "problem")), "unusable");
+    /* notes never match a registry */
+    assert_null(kc_image_auth_lookup(auths, "#unusable.example"));
+    assert_null(kc_image_auth_lookup(auths, "docker.io"));
+    for (int i = 0; i < 40; i++)
+        kc_image_auths_note_secret(auths, "x", "y");
+    assert_int_equal(json_array_size(arr), 16); /* bounded */
+    json_decref(auths);
+}
+
 static void test_keys_and_b64(void **st)
 {
     char k[KC_IMG_HOST_MAX];
@@ -118,6 +136,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dockerconfigjson), cmocka_unit_test(test_dockercfg_and_order),
         cmocka_unit_test(test_malformed), cmocka_unit_test(test_keys_and_b64),
+        cmocka_unit_test(test_unusable_secrets_noted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
