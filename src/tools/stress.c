@@ -691,6 +691,17 @@ static void result_release(struct st_result *res)
 
 /* ---------- main ---------- */
 
+static int write_report(const struct st_config *c, const struct st_result *res, struct st_state *s)
+{
+    struct kc_err err = {0};
+    json_t *doc = st_report_json(c, res, s);
+    int rc = st_report_write(c->report_dir, c, res, doc, &err);
+    json_decref(doc);
+    if (rc)
+        fprintf(stderr, "kubec stress: %s\n", err.message);
+    return rc;
+}
+
 static int setup(struct run *r, struct st_config *c, struct kc_err *err)
 {
     struct kc_client *cl;
@@ -790,30 +801,38 @@ int kc_stress_main(int argc, char **argv)
     res.end = st_wall_now();
     st_watches_stop(ws);
     free(th);
+    /* the figures first (a big run's cleanup can take long), then cleanup, then the outcome */
+    compute_api(&r, &res);
+    res.errors = r.errors;
+    res.exit_code = exit_code(&cfg, &res, true);
+    print_warnings(&cfg, &res);
+    if (!cfg.json_out) {
+        st_report_text(stdout, &cfg, &res);
+        fflush(stdout);
+    }
+    if (cfg.report_dir[0] && !cfg.keep)
+        write_report(&cfg, &res, &r.st); /* rewritten below with the cleanup */
     bool cleanup_ok = true;
     if (!cfg.keep) {
         res.cleanup = cleanup(&r);
         cleanup_ok = json_is_true(json_object_get(res.cleanup, "complete"));
+        compute_api(&r, &res); /* cleanup's calls count too */
+        res.exit_code = exit_code(&cfg, &res, cleanup_ok);
+        if (!cleanup_ok)
+            fprintf(stderr, "ERROR cleanup did not finish: objects labelled %s=%s are left\n", ST_RUN_LABEL, r.id);
     }
-    compute_api(&r, &res);
-    res.errors = r.errors;
-    res.exit_code = exit_code(&cfg, &res, cleanup_ok);
-    print_warnings(&cfg, &res);
-    json_t *doc = st_report_json(&cfg, &res, &r.st);
     if (cfg.json_out) {
+        json_t *doc = st_report_json(&cfg, &res, &r.st);
         char *s = json_dumps(doc, JSON_INDENT(2));
         if (s)
             puts(s);
         free(s);
+        json_decref(doc);
     } else {
-        st_report_text(stdout, &cfg, &res);
+        st_report_result(stdout, &res);
     }
-    if (cfg.report_dir[0] && st_report_write(cfg.report_dir, &cfg, &res, doc, &err)) {
-        fprintf(stderr, "kubec stress: %s\n", err.message);
-        if (!res.exit_code)
-            res.exit_code = 2;
-    }
-    json_decref(doc);
+    if (cfg.report_dir[0] && write_report(&cfg, &res, &r.st) && !res.exit_code)
+        res.exit_code = 2;
     rc = res.exit_code;
 out:
     result_release(&res);

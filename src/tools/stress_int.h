@@ -236,7 +236,10 @@ struct st_result {
 
 /* report.json document (every figure, the configuration, per-pod stages). */
 json_t *st_report_json(const struct st_config *c, const struct st_result *r, struct st_state *s);
+/* The summary (stages, throughput, RSS, API, thresholds, churn); st_report_result adds cleanup and the
+ * outcome line once cleanup is over. */
 void st_report_text(FILE *f, const struct st_config *c, const struct st_result *r);
+void st_report_result(FILE *f, const struct st_result *r);
 /* Writes DIR/report.json and DIR/report.html (creates DIR). */
 int st_report_write(const char *dir, const struct st_config *c, const struct st_result *r, json_t *doc,
                     struct kc_err *err);

@@ -270,8 +270,16 @@ void st_report_text(FILE *f, const struct st_config *c, const struct st_result *
                                                      json_is_true(json_object_get(ph, "complete")) ? "" : " (incomplete)");
         fputc('\n', f);
     }
+}
+
+void st_report_result(FILE *f, const struct st_result *r)
+{
     static const char *const outcome[] = {"PASSED", "FAILED: thresholds breached", "FAILED: API errors",
                                           "FAILED: incomplete (stuck pods, timeout, or cleanup)"};
+    json_t *cl = r->cleanup;
+    if (cl)
+        fprintf(f, "\nCleanup: %s in %.2fs\n", json_is_true(json_object_get(cl, "complete")) ? "done" : "NOT complete",
+                json_real_value(json_object_get(cl, "seconds")));
     fprintf(f, "\nResult: %s (exit %d)\n", outcome[r->exit_code >= 0 && r->exit_code <= 3 ? r->exit_code : 3],
             r->exit_code);
 }
