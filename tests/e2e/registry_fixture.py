@@ -62,6 +62,16 @@ def _free_port():
     return port
 
 
+def _die_with_parent():
+    """preexec_fn: the registry gets SIGKILL if the test process dies (even by SIGKILL, e.g. a ctest
+    timeout), so no registry outlives its test."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _run(cmd, timeout=120, **kw):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     if p.returncode != 0:
@@ -267,7 +277,8 @@ class Registry:
             self.tokens.start()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", os.path.join(self.dir, "config.yml")],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
