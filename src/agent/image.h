@@ -65,7 +65,7 @@ int kc_image_prune(struct kc_image_store *s, const char *const *in_use, int64_t 
 int kc_image_auths_add_secret(json_t *auths, json_t *secret, struct kc_err *err);
 /* Records that the pod named pull secret `name` but it could not be used (problem: "not found",
  * or the message of a failed kc_image_auths_add_secret), so that an unauthorized pull says so
- * ("secret \"regcred\" not found") instead of "no imagePullSecret was given". Kept under the key
+ * ("... gave no credentials: \"regcred\" (not found)") instead of "no imagePullSecret was given". Kept under the key
  * "#unusable" of auths, which no registry lookup matches. */
 void kc_image_auths_note_secret(json_t *auths, const char *name, const char *problem);
 /* Normalises a reference ("busybox" → "docker.io/library/busybox:latest"); KC_EINVAL with reason
@@ -77,7 +77,7 @@ int kc_image_gc(struct kc_image_store *s, const char *const *in_use, int64_t *fr
 /* Total bytes of the images in the store. */
 int64_t kc_image_store_size(struct kc_image_store *s);
 /* `kubec images pull IMAGE --local DIR [--secret FILE.json]... [--ca-dir DIR] [--force]`,
- * `kubec images ls --local DIR`, `kubec images prune --local DIR`: the store used directly, without
+ * `kubec images ls --local DIR`, `kubec images prune --local DIR [--keep IMAGE]...`: the store used directly, without
  * an agent (argv[0] is "images"). Prints one JSON line; returns the process exit code. */
 int kc_image_cli_main(int argc, char **argv);
 
