@@ -5,7 +5,7 @@
  * This measures the algorithm alone — no API round trips; the end-to-end figures come from
  * `kubec stress` (docs/stress.md).
  *
- *   build/bench/schedbench [nodes] [pods]      (default 5000 10000)
+ *   build/bench/schedbench [nodes] [pods] [scenario]   (default 5000 10000, all scenarios)
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -83,9 +83,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     int nodes = argc > 1 ? atoi(argv[1]) : 5000;
     int pods = argc > 2 ? atoi(argv[2]) : 10000;
+    int only = argc > 3 ? atoi(argv[3]) : -1; /* run one scenario: 0 basic, 1 spread, 2 preemption */
     printf("schedbench: %d nodes (3 zones, 32 cpu, 110 pods each), %d pending pods\n", nodes, pods);
     struct kc_snapshot s;
     for (int scenario = 0; scenario < 3; scenario++) {
+        if (only >= 0 && scenario != only)
+            continue;
         kc_snapshot_init(&s);
         for (int i = 0; i < nodes; i++) {
             json_t *n = mknode(i);

@@ -222,6 +222,8 @@ size_t kc_snapshot_set_node(struct kc_snapshot *s, json_t *node)
         n->name = strdup(name);
     }
     node_fill(n, node);
+    for (size_t i = 0; i < s->n; i++) /* the array may have moved */
+        s->nodes[i].snap = s;
     return (size_t)(n - s->nodes);
 }
 
@@ -231,9 +233,12 @@ void kc_snapshot_remove_node(struct kc_snapshot *s, const char *name)
     if (!n)
         return;
     size_t i = (size_t)(n - s->nodes);
+    s->n_anti -= n->n_anti;
     snode_release(n);
     memmove(&s->nodes[i], &s->nodes[i + 1], (s->n - i - 1) * sizeof *s->nodes);
     s->n--;
+    for (size_t k = 0; k < s->n; k++)
+        s->nodes[k].snap = s;
 }
 
 void kc_snode_add_pod(struct kc_snode *n, struct kc_spod *p)
@@ -243,8 +248,11 @@ void kc_snode_add_pod(struct kc_snode *n, struct kc_spod *p)
         n->pods = realloc(n->pods, n->cap * sizeof *n->pods);
     }
     n->pods[n->npods++] = p;
-    if (p->anti_req)
+    if (p->anti_req) {
         n->n_anti++;
+        if (n->snap)
+            n->snap->n_anti++;
+    }
     n->used.cpu_m += p->req.cpu_m;
     n->used.mem += p->req.mem;
     n->used.eph += p->req.eph;
@@ -261,8 +269,11 @@ bool kc_snode_remove_pod(struct kc_snode *n, const char *uid)
         n->used.mem -= p->req.mem;
         n->used.eph -= p->req.eph;
         n->used.pods -= 1;
-        if (p->anti_req)
+        if (p->anti_req) {
             n->n_anti--;
+            if (n->snap)
+                n->snap->n_anti--;
+        }
         kc_spod_free(p);
         n->pods[i] = n->pods[--n->npods];
         return true;
@@ -773,7 +784,7 @@ static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, con
         if (anti_attempt != memo_attempt) {
             anti_attempt = memo_attempt;
             anti_n = 0;
-            for (size_t k = 0; k < s->n; k++) {
+            for (size_t k = 0; s->n_anti && k < s->n; k++) {
                 const struct kc_snode *m = &s->nodes[k];
                 for (size_t q = 0; m->n_anti && q < m->npods; q++) {
                     size_t j;
@@ -801,7 +812,7 @@ static bool f_interpod(const struct kc_snapshot *s, const struct kc_spod *p, con
             }
         }
     } else
-    for (size_t k = 0; k < s->n; k++) {
+    for (size_t k = 0; s->n_anti && k < s->n; k++) {
         const struct kc_snode *m = &s->nodes[k];
         for (size_t q = 0; m->n_anti && q < m->npods; q++) {
             json_t *terms = m->pods[q]->anti_req;
@@ -1096,17 +1107,31 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
     double best = -1e18;
     int best_i = -1;
     size_t start = rr ? (*rr)++ % s->n : 0;
-    struct kc_filter_result *fr = calloc(s->n, sizeof *fr);
-    bool *feasible = calloc(s->n, sizeof *feasible);
-    double (*raw)[SC_N] = calloc(s->n, sizeof *raw);
-    int nfeasible = 0;
+    /* scratch space reused across attempts (the scheduling thread's own): allocating and zeroing
+     * O(nodes) arrays per attempt dominated large clusters */
+    static __thread struct kc_filter_result *fr_buf;
+    static __thread size_t *feas_buf;
+    static __thread double (*raw_buf)[SC_N];
+    static __thread size_t scratch_cap;
+    if (scratch_cap < s->n) {
+        free(fr_buf);
+        free(feas_buf);
+        free(raw_buf);
+        scratch_cap = s->n;
+        fr_buf = malloc(scratch_cap * sizeof *fr_buf);
+        feas_buf = malloc(scratch_cap * sizeof *feas_buf);
+        raw_buf = malloc(scratch_cap * sizeof *raw_buf);
+    }
+    struct kc_filter_result *fr = fr_buf;
+    size_t *feas = feas_buf; /* indices of feasible nodes, in visiting order */
+    double (*raw)[SC_N] = raw_buf;
+    size_t nfeasible = 0;
     for (size_t k = 0; k < s->n; k++) {
         size_t i = (start + k) % s->n;
         if (kc_filter_node_timed(s, p, &s->nodes[i], &fr[i], timed ? out->plugin_s : NULL)) {
-            feasible[i] = true;
-            nfeasible++;
-            raw_scores(s, p, &s->nodes[i], raw[i]);
-            if ((size_t)nfeasible >= want)
+            raw_scores(s, p, &s->nodes[i], raw[nfeasible]);
+            feas[nfeasible++] = i;
+            if (nfeasible >= want)
                 break;
         } else {
             for (int j = 0; j < fr[i].n; j++)
@@ -1122,36 +1147,29 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
             lo[j] = 1e18;
             hi[j] = -1e18;
         }
-        for (size_t i = 0; i < s->n; i++)
-            if (feasible[i])
-                for (int j = 0; j < SC_N; j++) {
-                    if (raw[i][j] < lo[j])
-                        lo[j] = raw[i][j];
-                    if (raw[i][j] > hi[j])
-                        hi[j] = raw[i][j];
-                }
-        for (size_t k = 0; k < s->n; k++) {
-            size_t i = (start + k) % s->n;
-            if (!feasible[i])
-                continue;
+        for (size_t f = 0; f < nfeasible; f++)
+            for (int j = 0; j < SC_N; j++) {
+                if (raw[f][j] < lo[j])
+                    lo[j] = raw[f][j];
+                if (raw[f][j] > hi[j])
+                    hi[j] = raw[f][j];
+            }
+        for (size_t f = 0; f < nfeasible; f++) {
             double total = 0;
             for (int j = 0; j < SC_N; j++) {
-                double v = raw[i][j];
+                double v = raw[f][j];
                 if (j >= SC_NODEAFF) /* relative plugins */
                     v = hi[j] > lo[j] ? (v - lo[j]) * 100.0 / (hi[j] - lo[j]) : (hi[j] == 0 && j == SC_NODEAFF ? 0 : 100);
                 total += v * weights[j];
             }
             if (total > best) {
                 best = total;
-                best_i = (int)i;
+                best_i = (int)feas[f];
             }
         }
         out->node = best_i;
         out->score_s = kc_mono_now() - t_score;
         memo_attempt = 0;
-        free(fr);
-        free(feasible);
-        free(raw);
         return;
     }
     qsort(rc, (size_t)nrc, sizeof *rc, cmp_reason);
@@ -1167,9 +1185,6 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
         if (len < (int)sizeof out->message)
             snprintf(out->message + len, sizeof out->message - (size_t)len,
                      " preemption: not eligible due to preemptionPolicy=Never.");
-        free(fr);
-        free(feasible);
-        free(raw);
         return;
     }
     memo_attempt = 0; /* victim selection filters modified views: no memos */
@@ -1223,9 +1238,6 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
         if (len < (int)sizeof out->message)
             snprintf(out->message + len, sizeof out->message - (size_t)len, ".");
     }
-    free(fr);
-    free(feasible);
-    free(raw);
 }
 
 /* Memos live for one attempt: free them so nothing stays allocated between attempts or at exit. */

@@ -56,12 +56,14 @@ struct kc_snode {
     struct kc_spod **pods;              /* pods on this node (references owned by the snapshot) */
     size_t npods, cap;
     size_t n_anti;                      /* pods here with required anti-affinity (symmetry checks) */
+    struct kc_snapshot *snap;           /* the snapshot holding this node */
     json_t *images;                     /* set: {"nginx:1.25": size, ...} names from status.images */
 };
 
 struct kc_snapshot {
     struct kc_snode *nodes;
     size_t n, cap;
+    size_t n_anti; /* pods with required anti-affinity anywhere: 0 skips the symmetry check */
 };
 
 /* Parses a Pod (takes a new reference). NULL if it is not a pod. */
