@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/image.h"
 #include "apiserver/apiserver.h"
 #include "controller/controller.h"
 #include "scheduler/scheduler.h"
@@ -27,6 +28,7 @@ static const struct kc_cmd cmds[] = {
     {"controller-manager", kc_controller_manager_main, "run the controllers against an API server (--kubeconfig)"},
     {"scheduler", kc_scheduler_main, "run the scheduler against an API server (--kubeconfig)"},
     {"agent", kc_agent_main, "run the node agent (simulated nodes) against an API server (--kubeconfig)"},
+    {"images", kc_image_cli_main, "pull, list and prune images in a node's image store (--local DIR)"},
     {"timeline", kc_timeline_main, "show where a Deployment's creation or rollout spent its time"},
     {"stress", kc_stress_main, "creation-chain stress test: many Deployments at once, per-stage latency"},
     {"version", cmd_version, "print the version"},
