@@ -2,7 +2,7 @@
  * kubec-<uid>`, so `ip netns` lists it and it outlives no pod), wired by the standard CNI plugins
  * called directly (CNI_COMMAND=ADD/DEL, network config JSON on stdin, result JSON on stdout):
  *
- *   loopback                      lo up inside the namespace
+ *   lo up                         `ip -n <ns> link set lo up` (the loopback plugin's job, cheaper)
  *   bridge (isGateway, no ipMasq) a veth pair into bridge <opts.bridge>, whose gateway address lets the
  *                                 host (probes, the agent) and every pod on the node reach pod IPs
  *   host-local IPAM               addresses from opts.pod_cidr, state in <data dir>/cni
@@ -92,8 +92,13 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
             return rc;
         sb->netns = true;
     }
-    const char *lo = "{\"cniVersion\":\"" CNI_VERSION "\",\"name\":\"lo\",\"type\":\"loopback\"}";
-    int rc = plugin(r, "ADD", "loopback", sb, lo, NULL, err);
+    /* lo up: what the loopback plugin does, without starting a Go binary (~70 ms here) */
+    const char *argv[] = {"ip", "-n", sb->netns_name, "link", "set", "lo", "up", NULL};
+    struct kc_proc p = {.argv = argv, .out_fd = -1, .err_fd = -1};
+    int st = 0;
+    int rc = kc_proc_run(&p, &st, NULL, NULL, err);
+    if (!rc && st)
+        rc = kc_err_set(err, KC_EIO, 0, "FailedCreatePodSandBox", "ip -n %.100s link set lo up failed", sb->netns_name);
     if (rc)
         return rc;
     char *conf = bridge_conf(r), *out = NULL;

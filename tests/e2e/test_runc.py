@@ -107,7 +107,7 @@ class RuncAgentTest(unittest.TestCase):
                 for c in out.split():
                     subprocess.run(["runc", "--root", root, "delete", "--force", c], capture_output=True)
             if getattr(cls, "data", None):
-                subprocess.run("grep -o '%s/[^ ]*/rootfs' /proc/self/mountinfo | xargs -r -n1 umount -l" % cls.data,
+                subprocess.run("awk '{print $5}' /proc/self/mountinfo | grep '^%s/' | xargs -r -n1 umount -l" % cls.data,
                                shell=True)
                 shutil.rmtree(cls.data, ignore_errors=True)
 
