@@ -282,7 +282,7 @@ static bool no_trace_of(const char *uid, char *why, size_t n)
     snprintf(cmd, sizeof cmd, "runc --root %s/agent/runc list -q", g_dir);
     run(cmd, out, sizeof out);
     if (strstr(out, uid)) {
-        snprintf(why, n, "runc list still has %s", out);
+        snprintf(why, n, "runc list still has %.400s", out);
         return false;
     }
     run("cat /proc/self/mountinfo", out, sizeof out);
@@ -292,14 +292,14 @@ static bool no_trace_of(const char *uid, char *why, size_t n)
     }
     run("ip netns list", out, sizeof out);
     if (strstr(out, uid)) {
-        snprintf(why, n, "netns left: %s", out);
+        snprintf(why, n, "netns left: %.400s", out);
         return false;
     }
     snprintf(cmd, sizeof cmd, "ls -d /sys/fs/cgroup/*/kubec/pod%s /sys/fs/cgroup/kubec/pod%s %s/agent/pods/%s 2>/dev/null; ls %s/agent/bundles",
              uid, uid, g_dir, uid, g_dir);
     run(cmd, out, sizeof out);
     if (strstr(out, uid)) {
-        snprintf(why, n, "left behind: %s", out);
+        snprintf(why, n, "left behind: %.400s", out);
         return false;
     }
     return true;
