@@ -72,6 +72,9 @@ static json_t *agg_resource(const struct kc_resource *r)
     if (r->subresources & KC_SUB_EVICTION)
         json_array_append_new(subs, json_pack("{s:s,s:o,s:[s]}", "subresource", "eviction", "responseKind",
                                               gvk("policy", "v1", "Eviction"), "verbs", "create"));
+    if (r->subresources & KC_SUB_LOG)
+        json_array_append_new(subs, json_pack("{s:s,s:o,s:[s]}", "subresource", "log", "responseKind",
+                                              gvk("", "v1", "Pod"), "verbs", "get"));
     if (json_array_size(subs))
         json_object_set_new(o, "subresources", subs);
     else
@@ -188,6 +191,12 @@ static json_t *legacy_resources(const char *g, const char *v)
             snprintf(n, sizeof n, "%s/binding", r->plural);
             json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:[s]}", "name", n, "singularName", "",
                                                   "namespaced", r->namespaced, "kind", "Binding", "verbs", "create"));
+        }
+        if (r->subresources & KC_SUB_LOG) {
+            char n[96];
+            snprintf(n, sizeof n, "%s/log", r->plural);
+            json_array_append_new(list, json_pack("{s:s,s:s,s:b,s:s,s:[s]}", "name", n, "singularName", "",
+                                                  "namespaced", r->namespaced, "kind", "Pod", "verbs", "get"));
         }
         if (r->subresources & KC_SUB_EVICTION) {
             char n[96];

@@ -33,6 +33,8 @@ int kc_apply_patch(json_t *live, json_t *applied, const struct kc_resource *res,
 void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, const char *operation,
                               const char *api_version);
 
+void kc_handle_pod_log(struct kc_req *req, struct kc_resp *resp, const char *ns, const char *name);
+
 #define CAS_RETRIES 8
 
 /* ---------- small helpers ---------- */
@@ -1791,6 +1793,10 @@ void kc_handle_resource(struct kc_req *req, struct kc_resp *resp, const struct k
         }
         if (!strcmp(sub, "binding") && (res->subresources & KC_SUB_BINDING)) {
             handle_binding(req, resp, res, ns, name);
+            return;
+        }
+        if (!strcmp(sub, "log") && (res->subresources & KC_SUB_LOG) && !strcmp(m, "GET")) {
+            kc_handle_pod_log(req, resp, ns, name);
             return;
         }
         if (!strcmp(sub, "eviction") && (res->subresources & KC_SUB_EVICTION)) {

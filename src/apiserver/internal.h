@@ -30,7 +30,7 @@
 
 /* ---------- resources (resources.c) ---------- */
 
-enum { KC_SUB_STATUS = 1, KC_SUB_SCALE = 2, KC_SUB_BINDING = 4, KC_SUB_EVICTION = 8 };
+enum { KC_SUB_STATUS = 1, KC_SUB_SCALE = 2, KC_SUB_BINDING = 4, KC_SUB_EVICTION = 8, KC_SUB_LOG = 16 };
 
 struct kc_column {
     const char *name, *type, *format, *description;
@@ -210,6 +210,8 @@ struct kc_server_opts {
     char **disable;   /* NULL-terminated component names not to run in-process */
     int concurrent_deployment_syncs, concurrent_replicaset_syncs, deployment_sync_period_s;
     int sim_nodes;
+    bool agent;
+    char kubelet_token_file[512];
     char etcd_cafile[512], etcd_certfile[512], etcd_keyfile[512], etcd_prefix[256];
     int etcd_compaction_s; /* 0 = backend default, -1 = never */
     char sim_profile[64];
@@ -224,6 +226,7 @@ struct kc_server {
     atomic_int inflight, inflight_mut;
     atomic_bool stopping;
     char server_url[320];
+    char *kubelet_token;          /* bearer token of the node agents' log API (pods/log proxy) */
     struct kc_client *comp_client[8]; /* in-process components (server.c) and their clients */
     void *comp_handle[8];
     pthread_t ns_thread;

@@ -523,7 +523,7 @@ struct kc_resource kc_resources[] = {
      .short_names = {"ns"}, .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = ns_fields,
      .columns = cols_ns, .row = row_ns},
     {.group = "", .version = "v1", .kind = "Pod", .plural = "pods", .singular = "pod", .short_names = {"po"},
-     .categories = {"all"}, .namespaced = true, .subresources = KC_SUB_STATUS | KC_SUB_BINDING | KC_SUB_EVICTION,
+     .categories = {"all"}, .namespaced = true, .subresources = KC_SUB_STATUS | KC_SUB_BINDING | KC_SUB_EVICTION | KC_SUB_LOG,
      .field_labels = pod_fields, .columns = cols_pod, .row = row_pod},
     {.group = "", .version = "v1", .kind = "Node", .plural = "nodes", .singular = "node", .short_names = {"no"},
      .namespaced = false, .subresources = KC_SUB_STATUS, .field_labels = node_fields,

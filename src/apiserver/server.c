@@ -64,6 +64,8 @@ static const char usage[] =
     "  --event-ttl DURATION           how long Events are kept after their last occurrence (default 1h; e.g. 30m, 90s)\n"
     "  --disable LIST                 components not to run in this process:\n"
     "                                 controller-manager,scheduler,node-lifecycle,agent\n"
+    "  --agent                        run a node agent for this machine (real containers through runc)\n"
+    "  --kubelet-token-file FILE      bearer token of the node agents' log API (pods/log proxy)\n"
     "  --sim-nodes N                  run N simulated nodes (like KWOK) in this process (default 0)\n"
     "  --sim-profile P                pod lifecycle of sim nodes: fast | realistic | image-pull-fail | crashloop\n"
     "  --sim-node-template FILE       YAML/JSON with capacity, labels, taints for every sim node\n"
@@ -217,7 +219,11 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
                 fprintf(stderr, "kubec server: --event-ttl %s: expected a duration like 1h, 30m, 90s\n", v);
                 return -1;
             }
-        } else if ((v = flag_val(argc, argv, &i, "--sim-nodes")))
+        } else if (!strcmp(argv[i], "--agent"))
+            o->agent = true;
+        else if ((v = flag_val(argc, argv, &i, "--kubelet-token-file")))
+            snprintf(o->kubelet_token_file, sizeof o->kubelet_token_file, "%s", v);
+        else if ((v = flag_val(argc, argv, &i, "--sim-nodes")))
             o->sim_nodes = atoi(v);
         else if ((v = flag_val(argc, argv, &i, "--sim-profile")))
             snprintf(o->sim_profile, sizeof o->sim_profile, "%s", v);
@@ -353,6 +359,18 @@ static void comp_nlc_stop(void *p) { kc_nodelifecycle_stop(p); }
 /* --sim-nodes N: virtual nodes served by an in-process node agent (sim runtime) */
 static int comp_agent_start(struct kc_server *srv, struct kc_client *c, void **out, struct kc_err *err)
 {
+    if (srv->opts.agent) {
+        /* --agent: this machine as a real node (runc runtime) */
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/agent", srv->opts.data_dir);
+        struct kc_agent_opts o = {.runtime = "runc", .data_dir = dir, .serving_token = srv->kubelet_token};
+        struct kc_agent *a = NULL;
+        int rc = kc_agent_start(c, &o, &a, err);
+        if (rc == 0 && !srv->kubelet_token && kc_agent_serving_token(a))
+            srv->kubelet_token = strdup(kc_agent_serving_token(a));
+        *out = a;
+        return rc;
+    }
     if (srv->opts.sim_nodes <= 0) {
         *out = NULL;
         return 0;
@@ -494,6 +512,18 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     seed(srv);
+    if (srv->opts.kubelet_token_file[0]) {
+        FILE *tf = fopen(srv->opts.kubelet_token_file, "r");
+        char tok[1100] = "";
+        if (!tf || !fgets(tok, sizeof tok, tf)) {
+            kc_error("apiserver", "--kubelet-token-file %s: cannot read", srv->opts.kubelet_token_file);
+        } else {
+            tok[strcspn(tok, "\r\n")] = 0;
+            srv->kubelet_token = strdup(tok);
+        }
+        if (tf)
+            fclose(tf);
+    }
     start_components(srv);
     kc_apimetrics_attach(srv);
     kc_nsctl_start(srv);
@@ -544,6 +574,7 @@ int kc_server_main(int argc, char **argv)
         free(srv->opts.disable[i]);
     free(srv->opts.disable);
     kc_pki_release(&pki);
+    free(srv->kubelet_token);
     free(srv);
     (void)dummy;
     return 0;
