@@ -1076,6 +1076,34 @@ static int decode_continue(const char *tok, kc_rev_t *rev, char *key, size_t n)
     return 0;
 }
 
+/* Objects under prefix as of revision at (keys after `after`, may be NULL) from the store's history.
+ * Answers resp (410 with expired_msg when compacted) and returns -1 on failure. */
+static int list_from_store(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res,
+                           const char *prefix, kc_rev_t at, const char *after, const char *expired_msg,
+                           struct kc_obj ***objs, size_t *n, kc_rev_t *rev)
+{
+    struct kc_kv_list l = {0};
+    struct kc_err err = {0};
+    int rc = req->srv->store->ops->list(req->srv->store, prefix, at, after, 0, &l, rev, NULL, &err);
+    if (rc == KC_ECOMPACTED) {
+        kc_resp_status(resp, 410, "Expired", expired_msg, NULL, NULL, NULL, NULL);
+        return -1;
+    }
+    if (rc) {
+        kc_resp_err(resp, &err);
+        return -1;
+    }
+    *objs = calloc(l.n + 1, sizeof **objs);
+    *n = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        struct kc_obj *o = kc_obj_build(res->storage, &l.items[i]);
+        if (o)
+            (*objs)[(*n)++] = o;
+    }
+    kc_kv_list_release(&l);
+    return 0;
+}
+
 static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns)
 {
     struct sel s;
@@ -1114,27 +1142,11 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
     }
     if (match && !strcmp(match, "Exact") && want > 0) {
         /* a consistent list as of an older revision comes from the store's history */
-        struct kc_kv_list l = {0};
-        struct kc_err err = {0};
-        int rc = req->srv->store->ops->list(req->srv->store, prefix, want, NULL, 0, &l, &rev, NULL, &err);
-        if (rc == KC_ECOMPACTED) {
-            kc_resp_status(resp, 410, "Expired", "The resourceVersion for the provided list is too old.", NULL, NULL,
-                           NULL, NULL);
+        if (list_from_store(req, resp, res, prefix, want, NULL, "The resourceVersion for the provided list is too old.",
+                            &objs, &n, &rev)) {
             kc_sel_free(&s);
             return;
         }
-        if (rc) {
-            kc_resp_err(resp, &err);
-            kc_sel_free(&s);
-            return;
-        }
-        objs = calloc(l.n + 1, sizeof *objs);
-        for (size_t i = 0; i < l.n; i++) {
-            struct kc_obj *o = kc_obj_build(res->storage, &l.items[i]);
-            if (o)
-                objs[n++] = o;
-        }
-        kc_kv_list_release(&l);
     } else if (kc_cache_list(req->srv->cache, res->storage, prefix, &objs, &n, &rev)) {
         kc_resp_status(resp, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
         kc_sel_free(&s);
@@ -1158,27 +1170,13 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         kc_objs_free(objs, n);
         objs = NULL;
         n = 0;
-        struct kc_kv_list l = {0};
-        struct kc_err err = {0};
-        int rc = req->srv->store->ops->list(req->srv->store, prefix, crev, after, 0, &l, &rev, NULL, &err);
-        if (rc) {
-            if (rc == KC_ECOMPACTED)
-                kc_resp_status(resp, 410, "Expired",
-                               "The provided continue parameter is too old to display a consistent list result. You "
-                               "can start a new list without the continue parameter.",
-                               NULL, NULL, NULL, NULL);
-            else
-                kc_resp_err(resp, &err);
+        if (list_from_store(req, resp, res, prefix, crev, after,
+                            "The provided continue parameter is too old to display a consistent list result. You "
+                            "can start a new list without the continue parameter.",
+                            &objs, &n, &rev)) {
             kc_sel_free(&s);
             return;
         }
-        objs = calloc(l.n + 1, sizeof *objs);
-        for (size_t i = 0; i < l.n; i++) {
-            struct kc_obj *o = kc_obj_build(res->storage, &l.items[i]);
-            if (o)
-                objs[n++] = o;
-        }
-        kc_kv_list_release(&l);
         rev = crev;
     }
     bool table = kc_accept_table(req->accept);
