@@ -86,6 +86,8 @@ def main():
         threading.Thread(target=watcher, daemon=True).start()
         time.sleep(0.5)
 
+        uids = []
+
         def make(name):
             body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
                     "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
@@ -94,6 +96,7 @@ def main():
             t0 = time.time()
             st, obj, _ = server.request("POST", "/api/v1/namespaces/default/pods", body)
             assert st == 201, obj
+            uids.append(obj["metadata"]["uid"])
             with cv:
                 if not cv.wait_for(lambda: name in running, timeout=60):
                     raise RuntimeError("pod %s not Running in 60 s" % name)
@@ -121,10 +124,10 @@ def main():
         # clean up: delete all, wait until gone
         for name in ["warm"] + ["p%03d" % i for i in range(a.pods)]:
             server.request("DELETE", "/api/v1/namespaces/default/pods/" + name)
-        deadline = time.time() + 120
+        # the Pod objects may go before the agent has torn the sandboxes down: wait for the netns to go
+        deadline = time.time() + 180
         while time.time() < deadline:
-            st, lst, _ = server.request("GET", "/api/v1/namespaces/default/pods")
-            if not lst.get("items"):
+            if not any(os.path.exists("/run/netns/kubec-" + u) for u in uids):
                 break
             time.sleep(0.5)
         return 0

@@ -204,6 +204,7 @@ static void cgroup_rmdir(struct rc *r, const char *rel)
 
 static void destroy_ctr(struct rc *r, struct rc_ctr *k);
 static void rc_info_release(struct kc_image_info *i);
+static void leftover(struct rc *r, const struct rc_ctr *k);
 
 static int rc_remove_sandbox(void *rt, const char *pod_uid, struct kc_err *err)
 {
@@ -523,6 +524,7 @@ static int rc_create_container(void *rt, const struct kc_rt_container *c, char *
         pthread_mutex_unlock(&r->mu);
         destroy_ctr(r, old);
     }
+    leftover(r, k);
     snprintf(k->pod_ip, sizeof k->pod_ip, "%s", sb.host_network ? "127.0.0.1" : sb.ip);
     json_t *cfg = NULL;
     int rc = rc_bundle_config(r, c, &img, &sb, k->id, &cfg, err);
@@ -582,6 +584,22 @@ static int rc_create_container(void *rt, const struct kc_rt_container *c, char *
     }
     snprintf(id, idn, "runc://%s", k->id);
     return 0;
+}
+
+/* A container of the same id from an earlier agent process (state in runc's root, a mounted rootfs):
+ * removed, so that the new one can be made. */
+static void leftover(struct rc *r, const struct rc_ctr *k)
+{
+    char p[RUNC_PATH_MAX + 100];
+    snprintf(p, sizeof p, "%s/%s", r->runc_root, k->id);
+    struct kc_err err = {0};
+    if (!access(p, F_OK)) {
+        const char *args[] = {"delete", "--force", k->id, NULL};
+        rc_runc(r, args, 0, NULL, &err);
+    }
+    snprintf(p, sizeof p, "%s/rootfs", k->bundle);
+    umount2(p, MNT_DETACH); /* fails harmlessly when nothing is mounted */
+    rc_rmtree(k->bundle);
 }
 
 static const char *bare(const char *id) { return !strncmp(id, "runc://", 7) ? id + 7 : id; }
