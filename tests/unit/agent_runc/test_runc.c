@@ -404,7 +404,14 @@ static void test_crashloop_and_previous_logs(void **state)
     assert_true(sync_until(&p, crashloop, 15000));
     assert_string_equal(phase(&p), "Running");
     char cur[4096], prev[4096];
-    log_of(uid, "crash", false, cur, sizeof cur);
+    /* the newest run may still be starting (its log empty): give it a few seconds */
+    for (int i = 0; i < 50; i++) {
+        log_of(uid, "crash", false, cur, sizeof cur);
+        if (strstr(cur, "run at"))
+            break;
+        usleep(100 * 1000);
+        sync_until(&p, crashloop, 200);
+    }
     log_of(uid, "crash", true, prev, sizeof prev);
     assert_non_null(strstr(cur, "run at"));
     assert_non_null(strstr(prev, "run at"));
