@@ -107,5 +107,6 @@ int main(int argc, char **argv)
         }
         kc_snapshot_release(&s);
     }
+    kc_schedule_thread_release();
     return 0;
 }

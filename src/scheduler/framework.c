@@ -1081,6 +1081,23 @@ static int select_victims(const struct kc_snapshot *s, const struct kc_spod *p, 
     return nv;
 }
 
+/* scratch space of the scheduling thread, reused across attempts; freed by kc_schedule_thread_release */
+static __thread struct kc_filter_result *fr_buf;
+static __thread size_t *feas_buf;
+static __thread double (*raw_buf)[SC_N];
+static __thread size_t scratch_cap;
+
+void kc_schedule_thread_release(void)
+{
+    free(fr_buf);
+    free(feas_buf);
+    free(raw_buf);
+    fr_buf = NULL;
+    feas_buf = NULL;
+    raw_buf = NULL;
+    scratch_cap = 0;
+}
+
 static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
 {
     bool timed = out->time_plugins;
@@ -1109,10 +1126,6 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
     size_t start = rr ? (*rr)++ % s->n : 0;
     /* scratch space reused across attempts (the scheduling thread's own): allocating and zeroing
      * O(nodes) arrays per attempt dominated large clusters */
-    static __thread struct kc_filter_result *fr_buf;
-    static __thread size_t *feas_buf;
-    static __thread double (*raw_buf)[SC_N];
-    static __thread size_t scratch_cap;
     if (scratch_cap < s->n) {
         free(fr_buf);
         free(feas_buf);

@@ -121,5 +121,7 @@ struct kc_sched_result {
  * `*rr` as upstream's sampling does). When no node fits and the pod may preempt, selects victims on the
  * best node for preemption (fewest victims, then lowest highest-victim priority, …). */
 void kc_schedule(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out);
+/* Frees the calling thread's scratch space (call before a scheduling thread exits). */
+void kc_schedule_thread_release(void);
 
 #endif

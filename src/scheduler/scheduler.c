@@ -626,6 +626,7 @@ static void *sched_loop(void *arg)
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
+    kc_schedule_thread_release();
     return NULL;
 }
 

@@ -300,5 +300,7 @@ int main(void)
         cmocka_unit_test(test_failed_message_aggregates),
         cmocka_unit_test(test_preemption_picks_fewest_lowest),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    kc_schedule_thread_release();
+    return rc;
 }
