@@ -125,7 +125,11 @@ static void write_one(struct kc_recorder *r, struct pending *p)
     struct kc_err err = {0};
     if (a && t - a->first < AGG_WINDOW_S) {
         a->count++;
-        json_t *patch = json_pack("{s:I,s:s}", "count", (json_int_t)a->count, "lastTimestamp", now);
+        /* count/lastTimestamp as the core correlator does, and series (seen through events.k8s.io/v1) */
+        char micro[48];
+        kc_time_rfc3339_micro(&ts, micro, sizeof micro);
+        json_t *patch = json_pack("{s:I,s:s,s:{s:I,s:s}}", "count", (json_int_t)a->count, "lastTimestamp", now,
+                                  "series", "count", (json_int_t)a->count, "lastObservedTime", micro);
         kc_path(path, sizeof path, "", "v1", "events", a->ns, a->name, NULL);
         int rc = kc_client_patch(r->c, path, "application/merge-patch+json", patch, NULL, &err);
         json_decref(patch);
