@@ -11,6 +11,13 @@
  * whose last attempt failed wait 1 s doubling to 10 s; unschedulable — pods
  * that fit nowhere wait there until a cluster event that may help (a node
  * added or changed, a pod deleted) moves them back, or 60 s pass.
+ *
+ * Nominations (as upstream's nominator): a pod that preempted victims on a
+ * node is nominated there until it is bound or gone. While its victims
+ * terminate, every attempt for a pod of lower or equal priority counts the
+ * nominated pods on their nodes, so the room freed for the preemptor is not
+ * taken by the victims' own replacements; and the preemptor does not preempt
+ * again while a lower-priority pod on its nominated node is still terminating.
  */
 #include "scheduler/scheduler.h"
 
@@ -44,6 +51,7 @@ struct qent {
     enum qstate state;
     size_t heap_idx;
     bool dirty;          /* updated while in flight */
+    char *nominated;     /* node it preempted victims on (status.nominatedNodeName), or NULL */
 };
 
 struct bind_job {
@@ -62,6 +70,11 @@ struct kc_scheduler {
     struct kc_map q;           /* key → struct qent* (every pending pod) */
     struct qent **heap;
     size_t nheap, capheap;
+    struct qent **noms;        /* pending pods with a nominated node */
+    size_t nnoms, capnoms;
+    struct kc_snode **nom_nodes; /* scratch of nominated_add: where each nominated pod was placed */
+    const char **nom_uids;
+    size_t capnomadd;
     unsigned rr;
     bool stop;
     pthread_t thread;
@@ -214,8 +227,36 @@ static void set_state(struct kc_scheduler *s, struct qent *e, enum qstate st)
         heap_push(s, e);
 }
 
-static void qent_free(struct qent *e)
+/* Sets (node) or clears (NULL) e's nomination; s->noms lists the nominated entries. */
+static void nominate(struct kc_scheduler *s, struct qent *e, const char *node)
 {
+    if (!node) {
+        if (!e->nominated)
+            return;
+        for (size_t i = 0; i < s->nnoms; i++)
+            if (s->noms[i] == e) {
+                s->noms[i] = s->noms[--s->nnoms];
+                break;
+            }
+        free(e->nominated);
+        e->nominated = NULL;
+        return;
+    }
+    if (!e->nominated) {
+        if (s->nnoms == s->capnoms) {
+            s->capnoms = s->capnoms ? s->capnoms * 2 : 16;
+            s->noms = realloc(s->noms, s->capnoms * sizeof *s->noms);
+        }
+        s->noms[s->nnoms++] = e;
+    }
+    free(e->nominated);
+    e->nominated = strdup(node);
+}
+
+static void qent_free(struct kc_scheduler *s, struct qent *e)
+{
+    if (e->nominated)
+        nominate(s, e, NULL);
     free(e->key);
     json_decref(e->pod);
     free(e);
@@ -292,7 +333,7 @@ static void pod_upsert(struct kc_scheduler *s, json_t *pod)
             } else {
                 kc_map_del(&s->q, key);
                 set_state(s, e, Q_UNSCHED);
-                qent_free(e);
+                qent_free(s, e);
             }
         }
         remove_from_snapshot(s, pod);
@@ -349,7 +390,7 @@ static void on_pod_delete(void *ctx, json_t *obj)
     if (e && e->state != Q_INFLIGHT) {
         kc_map_del(&s->q, key);
         set_state(s, e, Q_UNSCHED);
-        qent_free(e);
+        qent_free(s, e);
     }
     remove_from_snapshot(s, obj);
     flush_unschedulable(s);
@@ -444,7 +485,7 @@ static void *binder(void *arg)
             s->st.scheduled++;
             if (e) {
                 kc_map_del(&s->q, key);
-                qent_free(e);
+                qent_free(s, e);
             }
             pthread_mutex_unlock(&s->mu);
             kc_recorder_event(s->rec, j->pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s", j->ns, j->name,
@@ -458,7 +499,7 @@ static void *binder(void *arg)
             if (rc == KC_ENOTFOUND || (rc == KC_ECONFLICT && strstr(err.message, "already assigned"))) {
                 if (e) {
                     kc_map_del(&s->q, key);
-                    qent_free(e);
+                    qent_free(s, e);
                 }
             } else {
                 requeue_failed(s, key, false);
@@ -526,6 +567,52 @@ static void preempt(struct kc_scheduler *s, json_t *pod, const char *node, struc
     }
 }
 
+/* Places the nominated pods that outrank or equal p (other than p itself) on their nominated nodes for
+ * one attempt, as upstream's filters do with nominated pods. Returns how many were added; their uids are
+ * in s->nom_uids and their nodes in s->nom_nodes for nominated_remove. */
+static size_t nominated_add(struct kc_scheduler *s, const struct qent *self, const struct kc_spod *p)
+{
+    size_t added = 0;
+    if (s->capnomadd < s->nnoms) {
+        s->capnomadd = s->nnoms;
+        s->nom_nodes = realloc(s->nom_nodes, s->capnomadd * sizeof *s->nom_nodes);
+        s->nom_uids = realloc(s->nom_uids, s->capnomadd * sizeof *s->nom_uids);
+    }
+    for (size_t i = 0; i < s->nnoms; i++) {
+        struct qent *o = s->noms[i];
+        if (o == self || o->priority < p->priority)
+            continue;
+        struct kc_snode *n = kc_snapshot_node(&s->snap, o->nominated);
+        struct kc_spod *op = n ? kc_spod_new(o->pod) : NULL;
+        if (!op)
+            continue;
+        kc_snode_add_pod(n, op);
+        s->nom_nodes[added] = n;
+        s->nom_uids[added] = op->uid;
+        added++;
+    }
+    return added;
+}
+
+static void nominated_remove(struct kc_scheduler *s, size_t added)
+{
+    /* each uid points into the pod its removal frees */
+    while (added--)
+        kc_snode_remove_pod(s->nom_nodes[added], s->nom_uids[added]);
+}
+
+/* Upstream's PodEligibleToPreemptOthers: a pod whose nominated node still has a terminating pod of lower
+ * priority waits for it instead of preempting again. */
+static bool waits_for_victims(struct kc_scheduler *s, const struct qent *e, const struct kc_spod *p)
+{
+    struct kc_snode *n = e->nominated ? kc_snapshot_node(&s->snap, e->nominated) : NULL;
+    for (size_t i = 0; n && i < n->npods; i++)
+        if (n->pods[i]->priority < p->priority &&
+            json_object_get(json_object_get(n->pods[i]->json, "metadata"), "deletionTimestamp"))
+            return true;
+    return false;
+}
+
 static void *sched_loop(void *arg)
 {
     struct kc_scheduler *s = arg;
@@ -570,15 +657,28 @@ static void *sched_loop(void *arg)
         struct kc_spod *p = kc_spod_new(e->pod);
         if (!p) {
             kc_map_del(&s->q, e->key);
-            qent_free(e);
+            qent_free(s, e);
             continue;
         }
         struct kc_sched_result r = {0};
         r.time_plugins = (s->attempts++ % 10) == 0; /* per-plugin timing on 10% of attempts, as upstream samples */
         double t_attempt = now_s();
+        size_t nom_added = s->nnoms ? nominated_add(s, e, p) : 0;
         kc_schedule(&s->snap, p, &s->rr, &r);
+        nominated_remove(s, nom_added);
+        if (r.node < 0 && !p->preempt_never && waits_for_victims(s, e, p)) {
+            r.nominated = -1; /* keeps its nomination */
+            r.nvictims = 0;
+            char *pre = strstr(r.message, " preemption: ");
+            size_t len = pre ? (size_t)(pre - r.message) : strlen(r.message);
+            snprintf(r.message + len, sizeof r.message - len,
+                     " preemption: not eligible due to a terminating pod on the nominated node.");
+        } else if (r.node < 0 && r.nominated < 0 && !p->preempt_never) {
+            nominate(s, e, NULL); /* preemption found no candidate: the old nomination is void, as upstream */
+        }
         sched_metrics_attempt(s, &r, now_s() - t_attempt);
         if (r.node >= 0) {
+            nominate(s, e, NULL); /* bound soon: its reservation is the assumed pod now */
             /* assume: the pod counts on the node from now on */
             struct kc_snode *n = &s->snap.nodes[r.node];
             char *node = strdup(n->name);
@@ -606,6 +706,7 @@ static void *sched_loop(void *arg)
         if (r.nominated >= 0) {
             s->st.preemption_attempts++;
             nominated = strdup(s->snap.nodes[r.nominated].name);
+            nominate(s, e, nominated);
             nv = r.nvictims;
             for (int i = 0; i < nv; i++) {
                 victims[i] = kc_spod_new(r.victims[i]->json);
@@ -700,9 +801,12 @@ void kc_scheduler_stop(struct kc_scheduler *s)
     }
     void *v;
     for (long i = kc_map_next(&s->q, 0, NULL, &v); i >= 0; i = kc_map_next(&s->q, i + 1, NULL, &v))
-        qent_free(v);
+        qent_free(s, v);
     kc_map_release(&s->q);
     free(s->heap);
+    free(s->noms);
+    free(s->nom_nodes);
+    free(s->nom_uids);
     kc_snapshot_release(&s->snap);
     kc_recorder_free(s->rec);
     pthread_mutex_destroy(&s->mu);
