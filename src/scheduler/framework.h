@@ -60,10 +60,14 @@ struct kc_snode {
     json_t *images;                     /* set: {"nginx:1.25": size, ...} names from status.images */
 };
 
+struct kc_spread_caches;
 struct kc_snapshot {
     struct kc_snode *nodes;
     size_t n, cap;
     size_t n_anti; /* pods with required anti-affinity anywhere: 0 skips the symmetry check */
+    /* topology spread domain counts kept across attempts (framework.c), updated by kc_snode_add_pod /
+     * kc_snode_remove_pod and dropped when a node's labels change or a node goes */
+    struct kc_spread_caches *spread;
 };
 
 /* Parses a Pod (takes a new reference). NULL if it is not a pod. */
