@@ -282,7 +282,8 @@ class PlacementTest(SchedulerTestCase):
         for pod in self.pods(ns, "web"):
             ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
             self.assertEqual((ready["PodScheduled"], ready["Ready"]), ("True", "True"))
-        sched = self.events(ns, reason="Scheduled")
+        sched = self.wait("3 Scheduled events", lambda: (lambda e: e if len(e) >= 3 else None)(
+            self.events(ns, reason="Scheduled")))
         self.assertEqual(len(sched), 3)
         for e in sched:
             self.assertRegex(e["message"], r"^Successfully assigned %s/web-\S+ to sim-[0-2]$" % ns)
@@ -338,7 +339,8 @@ class SpreadTest(SchedulerTestCase):
             e["involvedObject"]["name"] for e in self.events(ns, reason="FailedScheduling")
             if e["involvedObject"]["name"].startswith("hard")}) == 2)
         pods = self.pods(ns, "hard")
-        self.assertEqual(sum(1 for p in pods if self.running(p)), 1)
+        self.assertEqual(sum(1 for p in pods if p["spec"].get("nodeName")), 1)
+        self.wait("the one hard pod running", lambda: sum(1 for p in self.pods(ns, "hard") if self.running(p)) == 1)
         msgs = {self.unschedulable_message(p) for p in pods if not p["spec"].get("nodeName")}
         self.assertEqual(msgs, {"0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
                                 "1 node(s) didn't match pod topology spread constraints. preemption: 0/2 nodes are "
