@@ -318,7 +318,18 @@ static void remove_from_snapshot(struct kc_scheduler *s, json_t *pod)
         kc_snode_remove_pod(n, uid);
 }
 
-static void pod_upsert(struct kc_scheduler *s, json_t *pod)
+/* Whether an update may change the outcome of scheduling (upstream's isPodUpdated: status, resourceVersion
+ * and managedFields do not count). The scheduler's own status patches (PodScheduled=False,
+ * nominatedNodeName) must not send the pod straight back to active. */
+static bool pod_changed(json_t *old, json_t *pod)
+{
+    json_t *om = json_object_get(old, "metadata"), *nm = json_object_get(pod, "metadata");
+    return !old || !json_equal(json_object_get(old, "spec"), json_object_get(pod, "spec")) ||
+           !json_equal(json_object_get(om, "labels"), json_object_get(nm, "labels")) ||
+           !json_equal(json_object_get(om, "annotations"), json_object_get(nm, "annotations"));
+}
+
+static void pod_upsert(struct kc_scheduler *s, json_t *pod, json_t *old)
 {
     char key[512];
     kc_object_key(pod, key, sizeof key);
@@ -364,20 +375,21 @@ static void pod_upsert(struct kc_scheduler *s, json_t *pod)
     } else {
         json_decref(e->pod);
         e->pod = json_incref(pod);
-        if (e->state == Q_INFLIGHT)
-            e->dirty = true;
-        else if (e->state == Q_UNSCHED)
-            set_state(s, e, Q_ACTIVE); /* the pod changed: try again */
-        pthread_cond_signal(&s->cond);
+        if (pod_changed(old, pod)) {
+            if (e->state == Q_INFLIGHT)
+                e->dirty = true;
+            else if (e->state == Q_UNSCHED)
+                set_state(s, e, Q_ACTIVE); /* the pod changed: try again */
+            pthread_cond_signal(&s->cond);
+        }
     }
     pthread_mutex_unlock(&s->mu);
 }
 
-static void on_pod_add(void *ctx, json_t *obj) { pod_upsert(ctx, obj); }
+static void on_pod_add(void *ctx, json_t *obj) { pod_upsert(ctx, obj, NULL); }
 static void on_pod_update(void *ctx, json_t *old, json_t *obj)
 {
-    (void)old;
-    pod_upsert(ctx, obj);
+    pod_upsert(ctx, obj, old);
 }
 
 static void on_pod_delete(void *ctx, json_t *obj)
