@@ -613,6 +613,28 @@ static void nominated_remove(struct kc_scheduler *s, size_t added)
         kc_snode_remove_pod(s->nom_nodes[added], s->nom_uids[added]);
 }
 
+/* The victims count as terminating in the snapshot from the moment we decide to delete them, before the
+ * informer shows their deletionTimestamp: a preemptor retried in between waits for them instead of
+ * preempting again, and no second preemptor picks them again as if they would stay. They keep their
+ * resources until they are gone, as upstream. */
+static void mark_victims_terminating(struct kc_snode *n, struct kc_spod **victims, int nv)
+{
+    char now[32];
+    kc_time_rfc3339(time(NULL), now, sizeof now);
+    for (int i = 0; i < nv; i++) {
+        if (json_object_get(json_object_get(victims[i]->json, "metadata"), "deletionTimestamp"))
+            continue;
+        json_t *copy = json_deep_copy(victims[i]->json);
+        json_object_set_new(json_object_get(copy, "metadata"), "deletionTimestamp", json_string(now));
+        struct kc_spod *t = kc_spod_new(copy);
+        json_decref(copy);
+        if (t && kc_snode_remove_pod(n, t->uid))
+            kc_snode_add_pod(n, t);
+        else
+            kc_spod_free(t);
+    }
+}
+
 /* Upstream's PodEligibleToPreemptOthers: a pod whose nominated node still has a terminating pod of lower
  * priority waits for it instead of preempting again. */
 static bool waits_for_victims(struct kc_scheduler *s, const struct qent *e, const struct kc_spod *p)
@@ -723,6 +745,7 @@ static void *sched_loop(void *arg)
             for (int i = 0; i < nv; i++) {
                 victims[i] = kc_spod_new(r.victims[i]->json);
             }
+            mark_victims_terminating(&s->snap.nodes[r.nominated], victims, nv);
         }
         requeue_failed(s, e->key, true);
         pthread_mutex_unlock(&s->mu);
