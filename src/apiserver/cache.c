@@ -103,13 +103,9 @@ void kc_objs_free(struct kc_obj **v, size_t n)
     free(v);
 }
 
-static const struct kc_resource *storage_resource(const struct kc_storage *st)
-{
-    for (size_t i = 0; i < kc_nresources; i++)
-        if (kc_resources[i].storage == st)
-            return &kc_resources[i];
-    return NULL;
-}
+/* The resource whose kind is stored under st's prefix (the first one registered: for events that is
+ * core/v1, whose field names the cache indexes). Set once at start-up. */
+static const struct kc_resource *storage_resource(const struct kc_storage *st) { return st->res; }
 
 /* Splits "/registry/<plural>/<ns>/<name>" or "/registry/<plural>/<name>". */
 static void key_names(const char *key, const char *prefix, char **ns, char **name)
@@ -462,6 +458,7 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
                 st = &c->st[j];
         if (!st) {
             st = &c->st[c->nst++];
+            st->res = r;
             snprintf(st->prefix, sizeof st->prefix, "%s", r->storage_prefix);
             pthread_mutex_init(&st->mu, NULL);
             pthread_cond_init(&st->cond, NULL);

@@ -395,11 +395,9 @@ static void timeline_stamp(json_t *obj, const char *stage, bool fresh)
     json_decref(tl);
 }
 
-/* Status writes may add timeline stages: merge the stages of next's annotation into cur's. */
-static void timeline_merge(json_t *next_status_obj, json_t *merged)
+/* Status writes may add timeline stages: merge the stages of the sent annotation (in) into merged's. */
+static void timeline_merge(const char *in, json_t *merged)
 {
-    json_t *ann_in = kc_jget(next_status_obj, "metadata.annotations");
-    const char *in = json_string_value(json_object_get(ann_in, KC_TIMELINE_ANN));
     if (!in)
         return;
     json_t *add = json_loads(in, 0, NULL);
@@ -592,14 +590,15 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
     if (mode == UPD_STATUS) {
         /* the status subresource changes status only (and timeline stages, see above) */
         json_t *st = json_incref(json_object_get(next, "status"));
-        json_t *sent = json_deep_copy(next);
+        /* only the sent timeline annotation survives from next's metadata: keep just that string */
+        json_t *sent_tl = json_incref(json_object_get(kc_jget(next, "metadata.annotations"), KC_TIMELINE_ANN));
         json_t *copy = json_deep_copy(cur);
         json_object_clear(next);
         json_object_update(next, copy);
         json_decref(copy);
         if (timeline_kind(res))
-            timeline_merge(sent, next);
-        json_decref(sent);
+            timeline_merge(json_string_value(sent_tl), next);
+        json_decref(sent_tl);
         if (st)
             json_object_set_new(next, "status", st);
         else

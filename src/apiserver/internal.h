@@ -113,6 +113,7 @@ struct kc_wev {
 
 struct kc_storage {
     char prefix[96];
+    const struct kc_resource *res; /* the kind stored here (first registered: core Events for events) */
     pthread_mutex_t mu;
     pthread_cond_t cond;      /* broadcast on every event */
     struct kc_map objs;       /* key → struct kc_obj* */

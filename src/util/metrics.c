@@ -243,46 +243,43 @@ static void hist_observe(struct kc_family *f, struct kc_series *s, double v)
 
 void kc_histogram_observe(struct kc_series *s, double v) { hist_observe(s->fam, s, v); }
 
-static void vals_from_va(struct kc_family *f, va_list ap, const char **vals)
+/* The series of f named by the label values that follow v in the caller's argument list. */
+static struct kc_series *series_va(struct kc_family *f, va_list ap)
 {
+    const char *vals[MAX_LABELS];
     for (int i = 0; i < f->nlabels; i++)
         vals[i] = va_arg(ap, const char *);
+    return kc_series_get(f, vals);
 }
 
 void kc_metric_inc(struct kc_family *f, double v, ...)
 {
     if (KC_RECORD_OFF)
         return;
-    const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
-    vals_from_va(f, ap, vals);
+    kc_counter_add(series_va(f, ap), v);
     va_end(ap);
-    kc_counter_add(kc_series_get(f, vals), v);
 }
 
 void kc_metric_set(struct kc_family *f, double v, ...)
 {
     if (KC_RECORD_OFF)
         return;
-    const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
-    vals_from_va(f, ap, vals);
+    kc_gauge_set(series_va(f, ap), v);
     va_end(ap);
-    kc_gauge_set(kc_series_get(f, vals), v);
 }
 
 void kc_metric_observe(struct kc_family *f, double v, ...)
 {
     if (KC_RECORD_OFF)
         return;
-    const char *vals[MAX_LABELS];
     va_list ap;
     va_start(ap, v);
-    vals_from_va(f, ap, vals);
+    hist_observe(f, series_va(f, ap), v);
     va_end(ap);
-    hist_observe(f, kc_series_get(f, vals), v);
 }
 
 void kc_registry_on_collect(struct kc_registry *r, void (*fn)(void *ctx), void *ctx)
