@@ -105,8 +105,6 @@ int kc_sim_runtime_new(const char *profile, kc_clock_fn clock, void *clock_ctx, 
                        void **impl, struct kc_err *err);
 /* The index of a sim node for pod IPs 10.42.<index>.<n>; the agent registers its nodes with it. */
 void kc_sim_set_node_index(void *impl, const char *node, int index);
-/* Parses "2s", "500ms", "1m", "1.5s" into ms; -1 if malformed. */
-int64_t kc_parse_duration_ms(const char *s);
 
 /* ---- runc runtime (runc.c and runc_*.c; docs/runtime.md) ----
  * Real containers: OCI bundles run by `runc --root <data_dir>/runc`, one network namespace per pod

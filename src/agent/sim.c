@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "agent/runtime.h"
+#include "util/timeutil.h"
 #include "util/map.h"
 
 struct sim_profile {
@@ -69,25 +70,6 @@ int64_t kc_clock_real(void *ctx)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t kc_parse_duration_ms(const char *s)
-{
-    if (!s || !*s)
-        return -1;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0 || v > 1e9)
-        return -1;
-    if (!strcmp(end, "ms"))
-        return (int64_t)v;
-    if (!strcmp(end, "s") || !*end)
-        return (int64_t)(v * 1000);
-    if (!strcmp(end, "m"))
-        return (int64_t)(v * 60000);
-    if (!strcmp(end, "h"))
-        return (int64_t)(v * 3600000);
-    return -1;
 }
 
 static int64_t now_ms(struct sim *s) { return s->clock(s->clock_ctx); }
@@ -261,7 +243,8 @@ static int sim_create_container(void *rt, const struct kc_rt_container *c, char 
     snprintf(k->node, sizeof k->node, "%s", c->node);
     k->init = c->init;
     const char *d = pod_ann(c->pod, KC_SIM_ANN_START_DELAY);
-    k->start_delay_ms = d ? kc_parse_duration_ms(d) : -1;
+    double dsec;
+    k->start_delay_ms = d && kc_parse_duration(d, &dsec) == 0 ? (int64_t)(dsec * 1000) : -1;
     if (ann_fail_is(c->pod, "crash") || s->p->crash_after_ms)
         k->exit_code = 1;
     char hex[65], seed[200];

@@ -120,25 +120,11 @@ static const char *flag_val(int argc, char **argv, int *i, const char *name)
     return NULL;
 }
 
-/* "1h", "30m", "90s", "1h30m", or plain seconds. -1 if malformed. */
+/* Whole seconds of a duration flag (util/timeutil.h kc_parse_duration); -1 if malformed or < 1 s. */
 static int parse_duration(const char *s)
 {
-    long total = 0, cur = 0;
-    bool digits = false;
-    for (const char *p = s; *p; p++) {
-        if (*p >= '0' && *p <= '9') {
-            cur = cur * 10 + (*p - '0');
-            digits = true;
-        } else if (digits && (*p == 'h' || *p == 'm' || *p == 's')) {
-            total += cur * (*p == 'h' ? 3600 : *p == 'm' ? 60 : 1);
-            cur = 0;
-            digits = false;
-        } else {
-            return -1;
-        }
-    }
-    total += cur;
-    return total > 0 && total < 100L * 365 * 86400 ? (int)total : -1;
+    double d;
+    return kc_parse_duration(s, &d) == 0 && d >= 1 ? (int)d : -1;
 }
 
 static char **split_list(const char *s)

@@ -261,41 +261,13 @@ static int usage(FILE *f)
     return f == stdout ? 0 : 2;
 }
 
-/* Go durations the way the flag is normally written: 30s, 1m, 1m30s, 2h, 500ms (whole seconds kept). */
+/* Whole seconds of a duration flag (30s, 1m, 1m30s; util/timeutil.h). */
 static int parse_duration_s(const char *s, int *out)
 {
-    double total = 0;
-    const char *p = s;
-    if (!*p)
+    double d;
+    if (kc_parse_duration(s, &d))
         return -1;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno)
-            return -1;
-        p = end;
-        double mul;
-        if (!strncmp(p, "ms", 2)) {
-            mul = 0.001;
-            p += 2;
-        } else if (*p == 's') {
-            mul = 1;
-            p++;
-        } else if (*p == 'm') {
-            mul = 60;
-            p++;
-        } else if (*p == 'h') {
-            mul = 3600;
-            p++;
-        } else {
-            return -1;
-        }
-        total += v * mul;
-    }
-    if (total < 0 || total > 86400 * 365)
-        return -1;
-    *out = (int)total;
+    *out = (int)d;
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "tools/stress_int.h"
+#include "util/timeutil.h"
 
 #define MAX_JOB_FILE (1u << 20)
 
@@ -37,29 +38,6 @@ int st_stage_parse(const char *s)
         if (!strcasecmp(s, aliases[i].alias))
             return aliases[i].stage;
     return -1;
-}
-
-int st_parse_duration(const char *s, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !isfinite(v) || v < 0)
-        return -1;
-    double mul;
-    if (!*end || !strcmp(end, "s"))
-        mul = 1;
-    else if (!strcmp(end, "ms"))
-        mul = 1e-3;
-    else if (!strcmp(end, "us") || !strcmp(end, "µs"))
-        mul = 1e-6;
-    else if (!strcmp(end, "m"))
-        mul = 60;
-    else if (!strcmp(end, "h"))
-        mul = 3600;
-    else
-        return -1;
-    *out = v * mul;
-    return 0;
 }
 
 static int parse_metric(const char *s)
@@ -95,7 +73,7 @@ static int parse_one_threshold(struct st_config *c, const char *item, struct kc_
     if (t.metric < 0)
         return kc_err_set(err, KC_EINVAL, 0, "BadRequest", "threshold %s: unknown metric %s (p50, p90, p99, max, avg)",
                           item, metric);
-    if (st_parse_duration(dur, &t.limit))
+    if (kc_parse_duration(dur, &t.limit))
         return kc_err_set(err, KC_EINVAL, 0, "BadRequest", "threshold %s: bad duration %s (e.g. 2s, 500ms)", item,
                           dur);
     if (c->nth >= ST_MAX_THRESHOLDS)
@@ -238,7 +216,7 @@ static int bool_arg(const char *name, const char *v, bool *out, struct kc_err *e
 
 static int dur_arg(const char *name, const char *v, double *out, struct kc_err *err)
 {
-    if (st_parse_duration(v, out))
+    if (kc_parse_duration(v, out))
         return kc_err_set(err, KC_EINVAL, 0, "BadRequest", "--%s: bad duration %s (e.g. 90s, 10m)", name, v);
     return 0;
 }

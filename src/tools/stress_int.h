@@ -91,8 +91,6 @@ struct st_config {
     char job_file[1024];
 };
 
-/* Durations: "1.5s", "500ms", "250us", "2m", "1h"; a bare number is seconds. 0 or -1. */
-int st_parse_duration(const char *s, double *out);
 /* "Ready:p99=2s,Scheduled:p99=500ms" appended to c->th. */
 int st_parse_thresholds(struct st_config *c, const char *s, struct kc_err *err);
 /* "cpu=10m,memory=16Mi" → c->requests. */

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 void kc_time_rfc3339(time_t t, char *out, size_t n)
@@ -110,4 +111,45 @@ double kc_mono_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int kc_parse_duration(const char *s, double *seconds)
+{
+    if (!s || !*s)
+        return -1;
+    double total = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || v < 0)
+            return -1;
+        p = end;
+        double mul;
+        if (!*p)
+            mul = p == s + strlen(s) && total == 0 ? 1 : -1; /* a bare number: seconds */
+        else if (!strncmp(p, "ms", 2))
+            mul = 1e-3, p += 2;
+        else if (!strncmp(p, "us", 2))
+            mul = 1e-6, p += 2;
+        else if (!strncmp(p, "\xc2\xb5s", 3))
+            mul = 1e-6, p += 3;
+        else if (!strncmp(p, "ns", 2))
+            mul = 1e-9, p += 2;
+        else if (*p == 's')
+            mul = 1, p++;
+        else if (*p == 'm')
+            mul = 60, p++;
+        else if (*p == 'h')
+            mul = 3600, p++;
+        else
+            return -1;
+        if (mul < 0)
+            return -1;
+        total += v * mul;
+    }
+    if (total > 100.0 * 365 * 86400)
+        return -1;
+    *seconds = total;
+    return 0;
 }

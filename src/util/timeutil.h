@@ -14,6 +14,10 @@ void kc_time_rfc3339_micro(const struct timespec *ts, char *out, size_t n);
 int kc_time_parse(const char *s, time_t *t);
 /* kubectl's "AGE" text: 5s, 3m20s, 12m, 5h3m, 3d4h, 400d ... (k8s.io/apimachinery duration.HumanDuration). */
 void kc_time_human_duration(int64_t seconds, char *out, size_t n);
+/* A duration as flags and annotations write it, Go style: "90s", "1.5s", "500ms", "250us", "1h30m",
+ * "2m", and a bare number means seconds. Returns 0 and *seconds, or -1 (empty, negative, unknown unit,
+ * not finite). The one parser of every --*-period, --timeout and duration annotation in kubec. */
+int kc_parse_duration(const char *s, double *seconds);
 /* Monotonic seconds as a double, for latency measurement. */
 double kc_mono_now(void);
 

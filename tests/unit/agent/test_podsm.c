@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "agent/podsm.h"
+#include "util/timeutil.h"
 
 #define T0 1700000000000LL
 
@@ -412,10 +413,17 @@ static void test_unknown_profile(void **state)
     struct kc_err err = {0};
     assert_int_equal(kc_sim_runtime_new("bogus", NULL, NULL, &ops, &rt, &err), KC_EINVAL);
     assert_non_null(strstr(err.message, "bogus"));
-    assert_int_equal(kc_parse_duration_ms("2s"), 2000);
-    assert_int_equal(kc_parse_duration_ms("500ms"), 500);
-    assert_int_equal(kc_parse_duration_ms("1.5s"), 1500);
-    assert_int_equal(kc_parse_duration_ms("x"), -1);
+    double d = 0;
+    assert_int_equal(kc_parse_duration("2s", &d), 0);
+    assert_true(d == 2.0);
+    assert_int_equal(kc_parse_duration("500ms", &d), 0);
+    assert_true(d == 0.5);
+    assert_int_equal(kc_parse_duration("1.5s", &d), 0);
+    assert_true(d == 1.5);
+    assert_int_equal(kc_parse_duration("1h30m", &d), 0);
+    assert_true(d == 5400.0);
+    assert_int_equal(kc_parse_duration("x", &d), -1);
+    assert_int_equal(kc_parse_duration("5 s", &d), -1);
 }
 
 int main(void)

@@ -13,28 +13,29 @@
 #include <unistd.h>
 
 #include "tools/stress_int.h"
+#include "util/timeutil.h"
 
 static void test_durations(void **state)
 {
     (void)state;
     double v;
-    assert_int_equal(st_parse_duration("1.5s", &v), 0);
+    assert_int_equal(kc_parse_duration("1.5s", &v), 0);
     assert_true(fabs(v - 1.5) < 1e-12);
-    assert_int_equal(st_parse_duration("500ms", &v), 0);
+    assert_int_equal(kc_parse_duration("500ms", &v), 0);
     assert_true(fabs(v - 0.5) < 1e-12);
-    assert_int_equal(st_parse_duration("250us", &v), 0);
+    assert_int_equal(kc_parse_duration("250us", &v), 0);
     assert_true(fabs(v - 250e-6) < 1e-12);
-    assert_int_equal(st_parse_duration("2m", &v), 0);
+    assert_int_equal(kc_parse_duration("2m", &v), 0);
     assert_true(v == 120);
-    assert_int_equal(st_parse_duration("1h", &v), 0);
+    assert_int_equal(kc_parse_duration("1h", &v), 0);
     assert_true(v == 3600);
-    assert_int_equal(st_parse_duration("3", &v), 0); /* bare number: seconds */
+    assert_int_equal(kc_parse_duration("3", &v), 0); /* bare number: seconds */
     assert_true(v == 3);
-    assert_int_equal(st_parse_duration("", &v), -1);
-    assert_int_equal(st_parse_duration("fast", &v), -1);
-    assert_int_equal(st_parse_duration("5x", &v), -1);
-    assert_int_equal(st_parse_duration("-1s", &v), -1);
-    assert_int_equal(st_parse_duration("nan", &v), -1);
+    assert_int_equal(kc_parse_duration("", &v), -1);
+    assert_int_equal(kc_parse_duration("fast", &v), -1);
+    assert_int_equal(kc_parse_duration("5x", &v), -1);
+    assert_int_equal(kc_parse_duration("-1s", &v), -1);
+    assert_int_equal(kc_parse_duration("nan", &v), -1);
 }
 
 static void test_thresholds(void **state)
