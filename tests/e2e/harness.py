@@ -154,6 +154,20 @@ class ServerTestCase(unittest.TestCase):
             cls.server.cleanup()
 
 
+class KubectlMixin:
+    """`self.k(...)`: run the test's kubectl (cls.kubectl_bin) against self.server with the class's own
+    discovery cache (cls.cache); by default a non-zero exit fails the test with kubectl's output."""
+    kubectl_timeout = 60
+
+    def k(self, *args, ok=True, input=None, timeout=None):
+        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, input=input,
+                           timeout=timeout or self.kubectl_timeout)
+        if ok:
+            self.assertEqual(p.returncode, 0, "kubectl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
+        return p
+
+
 def run(cmd, env=None, input=None, timeout=60):
     p = subprocess.run(cmd, env=env, input=input, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr

@@ -39,7 +39,8 @@ spec:
 """ % (name, replicas, strategy, extra_spec, name, name, image)
 
 
-class DeploymentTest(harness.ServerTestCase):
+class DeploymentTest(harness.KubectlMixin, harness.ServerTestCase):
+    kubectl_timeout = 90
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -47,13 +48,6 @@ class DeploymentTest(harness.ServerTestCase):
         cls.cache = tempfile.mkdtemp(prefix="kubec-deploy-cache-")
 
     # ---- helpers ----
-
-    def k(self, *args, ok=True, input=None, timeout=90):
-        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if ok:
-            self.assertEqual(p.returncode, 0, "kubectl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
-        return p
 
     def api(self, method, path, body=None, ctype=None, want=None):
         headers = {"Content-Type": ctype} if ctype else None

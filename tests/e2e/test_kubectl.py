@@ -35,20 +35,13 @@ spec:
 """
 
 
-class KubectlTest(harness.ServerTestCase):
+class KubectlTest(harness.KubectlMixin, harness.ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.kubectl_bin = harness.kubectl_path(VERSION)
         cls.cache = tempfile.mkdtemp(prefix="kubec-kubectl-cache-")
         cls.tmp = tempfile.mkdtemp(prefix="kubec-kubectl-files-")
-
-    def k(self, *args, ok=True, input=None, timeout=60):
-        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if ok:
-            self.assertEqual(p.returncode, 0, "kubectl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
-        return p
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)

@@ -39,7 +39,7 @@ spec:
 """ % (name, lab, replicas, extra_spec, lab, lab, template_extra)
 
 
-class ReplicaSetTest(harness.ServerTestCase):
+class ReplicaSetTest(harness.KubectlMixin, harness.ServerTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -48,13 +48,6 @@ class ReplicaSetTest(harness.ServerTestCase):
         cls.tmp = tempfile.mkdtemp(prefix="kubec-rs-files-")
 
     # ---- helpers ----
-
-    def k(self, *args, ok=True, input=None, timeout=60):
-        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if ok:
-            self.assertEqual(p.returncode, 0, "kubectl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
-        return p
 
     def api(self, method, path, body=None, ctype=None, want=None):
         headers = {"Content-Type": ctype} if ctype else None

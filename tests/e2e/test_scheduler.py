@@ -56,7 +56,7 @@ def priority_class(name, value, never=False):
     return json.dumps(pc)
 
 
-class SchedulerTestCase(unittest.TestCase):
+class SchedulerTestCase(harness.KubectlMixin, unittest.TestCase):
     """One `kubec server --sim-nodes NODES` per class; helpers for kubectl and the API."""
     NODES = 3
     extra_args = ()
@@ -90,13 +90,6 @@ class SchedulerTestCase(unittest.TestCase):
             cls.server.cleanup()
 
     # ---- helpers ----
-
-    def k(self, *args, ok=True, input=None, timeout=60):
-        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if ok:
-            self.assertEqual(p.returncode, 0, "kubectl %s: %s%s" % (" ".join(args), p.stdout, p.stderr))
-        return p
 
     def apply(self, ns, manifest):
         return self.k("apply", "-n", ns, "-f", "-", input=manifest).stdout

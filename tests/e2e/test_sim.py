@@ -64,7 +64,7 @@ class Agent:
         return rc
 
 
-class SimAgentTest(unittest.TestCase):
+class SimAgentTest(harness.KubectlMixin, unittest.TestCase):
     server_env = {}
 
     @classmethod
@@ -110,13 +110,6 @@ class SimAgentTest(unittest.TestCase):
         self.wait(lambda: all(self.node_ready(self.node("%s-%d" % (prefix, i))) for i in range(nodes)),
                   "nodes %s-* Ready" % prefix, agent=a)
         return a
-
-    def k(self, *args, ok=True):
-        cmd = [self.kubectl_bin, "--kubeconfig", self.server.kubeconfig, "--cache-dir", self.cache] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if ok:
-            self.assertEqual(p.returncode, 0, "kubectl %s: %s%s" % (" ".join(args), p.stdout, p.stderr))
-        return p
 
     def api(self, method, path, body=None, want=None):
         status, obj, _ = self.server.request(method, path, body=body)
