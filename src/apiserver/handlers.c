@@ -618,17 +618,43 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
     }
 }
 
+/* Object a equals object b, ignoring keys listed in skip (NULL-terminated). */
+static bool equal_except(json_t *a, json_t *b, const char *const *skip)
+{
+    if (!json_is_object(a) || !json_is_object(b))
+        return json_equal(a, b);
+    const char *k;
+    json_t *v;
+    size_t na = 0, nb = 0;
+    json_object_foreach(a, k, v)
+    {
+        bool skipped = false;
+        for (size_t i = 0; skip[i]; i++)
+            skipped |= !strcmp(k, skip[i]);
+        if (skipped)
+            continue;
+        na++;
+        if (!json_equal(v, json_object_get(b, k)))
+            return false;
+    }
+    json_object_foreach(b, k, v)
+    {
+        bool skipped = false;
+        for (size_t i = 0; skip[i]; i++)
+            skipped |= !strcmp(k, skip[i]);
+        nb += !skipped;
+    }
+    return na == nb;
+}
+
+/* Whether a write would change nothing but resourceVersion/managedFields (compared in place: this runs on
+ * every update, and copying both objects to delete those keys cost two deep copies per write). */
 static bool same_ignoring_rv(json_t *a, json_t *b)
 {
-    json_t *ca = json_deep_copy(a), *cb = json_deep_copy(b);
-    json_object_del(kc_jmeta(ca), "resourceVersion");
-    json_object_del(kc_jmeta(cb), "resourceVersion");
-    json_object_del(kc_jmeta(ca), "managedFields");
-    json_object_del(kc_jmeta(cb), "managedFields");
-    bool eq = json_equal(ca, cb);
-    json_decref(ca);
-    json_decref(cb);
-    return eq;
+    static const char *const top[] = {"metadata", NULL};
+    static const char *const meta[] = {"resourceVersion", "managedFields", NULL};
+    return equal_except(a, b, top) &&
+           equal_except(json_object_get(a, "metadata"), json_object_get(b, "metadata"), meta);
 }
 
 /* Deleting and nothing left to wait for: the write becomes the delete.
