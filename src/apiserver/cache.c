@@ -29,6 +29,8 @@
 #include "util/jsonscan.h"
 #include "util/log.h"
 
+#define TREE_KEEP 256
+
 struct raw_ev {
     struct raw_ev *next;
     int type;
@@ -77,12 +79,61 @@ void kc_obj_unref(struct kc_obj *o)
     free(o->name);
     free(o->json);
     json_decref(o->labels);
+    json_decref(o->tree);
     for (int i = 0; i < o->nfields; i++)
         free(o->fvals[i]);
     free(o);
 }
 
 json_t *kc_obj_parse(const struct kc_obj *o) { return json_loadb(o->json, o->len, 0, NULL); }
+
+/* Trees of kc_objs (without metadata.managedFields): set once by the first in-process watcher that needs one, dropped by the cache
+ * thread once the version is long superseded (drop_tree). A striped lock makes "take a reference"
+ * and "drop" exclusive without a mutex per object. */
+#define TREE_LOCKS 64
+static pthread_mutex_t tree_mu[TREE_LOCKS] = {[0 ... TREE_LOCKS - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *tree_lock(const struct kc_obj *o)
+{
+    return &tree_mu[((uintptr_t)o >> 6) % TREE_LOCKS];
+}
+
+json_t *kc_obj_tree(struct kc_obj *o)
+{
+    pthread_mutex_t *mu = tree_lock(o);
+    pthread_mutex_lock(mu);
+    json_t *t = json_incref(o->tree);
+    pthread_mutex_unlock(mu);
+    if (t)
+        return t;
+    json_t *fresh = kc_obj_parse(o); /* outside the lock: parsing is the expensive part */
+    if (!fresh)
+        return NULL;
+    /* In-process watchers are informers, which never need managedFields (upstream's controller
+     * manager and scheduler strip them from their informers too): a third of a Pod's tree. */
+    json_object_del(json_object_get(fresh, "metadata"), "managedFields");
+    pthread_mutex_lock(mu);
+    if (!o->tree)
+        o->tree = json_incref(fresh);
+    else { /* another watcher parsed it first: share theirs */
+        json_decref(fresh);
+        fresh = json_incref(o->tree);
+    }
+    pthread_mutex_unlock(mu);
+    return fresh;
+}
+
+static void drop_tree(struct kc_obj *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_t *mu = tree_lock(o);
+    pthread_mutex_lock(mu);
+    json_t *t = o->tree;
+    o->tree = NULL;
+    pthread_mutex_unlock(mu);
+    json_decref(t);
+}
 
 const char *kc_obj_field(const struct kc_obj *o, const char *name)
 {
@@ -232,6 +283,16 @@ static void ring_push(struct kc_storage *st, struct kc_wev ev)
     st->ring[(st->ring_head + st->ring_len) % st->ring_cap] = ev;
     st->ring_len++;
     st->events_total++;
+    /* A version superseded TREE_KEEP events ago is no longer current and every in-process watcher
+     * that keeps up has passed it: free its parsed tree (informers hold their own reference to the
+     * trees they cache; a watcher that lags further parses again). Without this the ring kept a
+     * tree per old version: ~17 KiB per Pod version, most of the server's memory at 10,000 Pods. */
+    if (st->ring_len > TREE_KEEP) {
+        struct kc_wev *old = &st->ring[(st->ring_head + st->ring_len - 1 - TREE_KEEP) % st->ring_cap];
+        drop_tree(old->prev);
+        if (old->type == KC_WEV_DELETED)
+            drop_tree(old->obj);
+    }
 }
 
 static void apply_event(struct kc_cache *c, struct raw_ev *e)

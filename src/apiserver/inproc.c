@@ -259,10 +259,30 @@ static int pump(struct kc_watch_stream *w, int conn_fd, struct kc_lines *lines, 
     return rc;
 }
 
-static int inproc_watch(void *impl, const char *url, kc_watch_line_fn fn, void *ctx, atomic_bool *stop, int *code,
-                        struct kc_err *err)
+/* Pulls parsed events until the stream ends, the callback stops, or *stop. */
+static int pump_obj(struct kc_watch_stream *w, int conn_fd, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop,
+                    struct kc_err *err)
 {
-    struct inproc *ip = impl;
+    while (!(stop && atomic_load(stop))) {
+        const char *type;
+        json_t *obj;
+        int n = kc_watch_next_obj(w, &type, &obj, conn_fd);
+        if (n == 0 || (n < 0 && stop && atomic_load(stop)))
+            break;
+        if (n < 0)
+            return kc_err_set(err, KC_EIO, 500, "InternalError", "watch stream failed");
+        int f = fn(ctx, type, obj);
+        json_decref(obj);
+        if (f)
+            break;
+    }
+    return 0;
+}
+
+/* One watch, as bytes for a line callback (fn) or as shared trees for an object callback (ofn). */
+static int watch_common(struct inproc *ip, const char *url, kc_watch_line_fn fn, kc_watch_obj_fn ofn, void *ctx,
+                        atomic_bool *stop, int *code, struct kc_err *err)
+{
     char *path = malloc(INPROC_MAX_URL);
     if (!path)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
@@ -275,6 +295,7 @@ static int inproc_watch(void *impl, const char *url, kc_watch_line_fn fn, void *
     }
     struct kc_req req;
     fill_req(ip, &req, "GET", path, query, NULL, NULL, 0);
+    req.watch_objects = ofn != NULL;
     struct kc_resp resp = {0};
     kc_dispatch(&req, &resp);
     json_decref(query);
@@ -303,10 +324,14 @@ static int inproc_watch(void *impl, const char *url, kc_watch_line_fn fn, void *
             return kc_err_set(err, KC_EIO, 500, "InternalError", "watch: cannot start the stop monitor");
         }
     }
-    struct kc_lines lines;
-    kc_lines_init(&lines, fn, ctx);
-    rc = pump(resp.stream, pair[0], &lines, stop, err);
-    kc_lines_release(&lines);
+    if (ofn) {
+        rc = pump_obj(resp.stream, pair[0], ofn, ctx, stop, err);
+    } else {
+        struct kc_lines lines;
+        kc_lines_init(&lines, fn, ctx);
+        rc = pump(resp.stream, pair[0], &lines, stop, err);
+        kc_lines_release(&lines);
+    }
     if (stop) {
         monitor_del(&sw);
         close(pair[0]);
@@ -316,12 +341,25 @@ static int inproc_watch(void *impl, const char *url, kc_watch_line_fn fn, void *
     return rc;
 }
 
+static int inproc_watch(void *impl, const char *url, kc_watch_line_fn fn, void *ctx, atomic_bool *stop, int *code,
+                        struct kc_err *err)
+{
+    return watch_common(impl, url, fn, NULL, ctx, stop, code, err);
+}
+
+static int inproc_watch_obj(void *impl, const char *url, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop,
+                            int *code, struct kc_err *err)
+{
+    return watch_common(impl, url, NULL, fn, ctx, stop, code, err);
+}
+
 static void inproc_free(void *impl) { free(impl); }
 
 static const struct kc_transport_ops inproc_ops = {
     .name = "inproc",
     .request = inproc_request,
     .watch = inproc_watch,
+    .watch_obj = inproc_watch_obj,
     .free = inproc_free,
 };
 

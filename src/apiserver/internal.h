@@ -89,6 +89,8 @@ struct kc_obj {
     char *json;               /* served bytes: compact JSON with metadata.resourceVersion */
     size_t len;
     json_t *labels;           /* metadata.labels (a json object, may be NULL); immutable */
+    json_t *tree;             /* parsed once on demand for in-process watchers (kc_obj_tree); immutable;
+                               * guarded by a striped lock in cache.c */
     int nfields;
     const char *fnames[KC_MAX_INDEX]; /* static names */
     char *fvals[KC_MAX_INDEX];
@@ -98,6 +100,9 @@ struct kc_obj *kc_obj_ref(struct kc_obj *o);
 void kc_obj_unref(struct kc_obj *o);
 /* parses o->json into a new json_t (caller decrefs) */
 json_t *kc_obj_parse(const struct kc_obj *o);
+/* the parsed object WITHOUT metadata.managedFields, shared and IMMUTABLE: one tree per object
+ * version however many in-process informers watch it (parsed on first use; a new reference) */
+json_t *kc_obj_tree(struct kc_obj *o);
 /* the object as resource res serves it (converted for views such as events.k8s.io) */
 json_t *kc_obj_view(const struct kc_resource *res, const struct kc_obj *o);
 const char *kc_obj_field(const struct kc_obj *o, const char *name);
@@ -166,6 +171,7 @@ struct kc_req {
     const char *user_agent;
     const char *body;
     size_t body_len;
+    bool watch_objects;       /* in-process watch: events as shared json trees (kc_watch_next_obj) */
 };
 
 struct kc_watch_stream;
@@ -258,6 +264,10 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
 /* Writes the next chunk of a watch stream into buf (up to max bytes).
  * Returns bytes written (>0), 0 = stream ended, -1 = error. Blocks until data or end. */
 long kc_watch_next(struct kc_watch_stream *w, char *buf, size_t max, int conn_fd);
+/* For a stream started with req->watch_objects: the next event as its type ("ADDED", "MODIFIED",
+ * "DELETED", "BOOKMARK", "ERROR"; static) and object (a new reference to an immutable tree that may
+ * be shared with other watchers). 1 = an event, 0 = the stream ended, -1 = the client is gone. */
+int kc_watch_next_obj(struct kc_watch_stream *w, const char **type, json_t **obj, int conn_fd);
 void kc_watch_free(struct kc_watch_stream *w);
 /* table.c */
 bool kc_accept_table(const char *accept);

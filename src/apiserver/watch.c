@@ -40,10 +40,47 @@ struct kc_watch_stream {
     struct kc_req_info info; /* for apiserver_longrunning_requests */
     struct kc_buf out;  /* formatted bytes not yet handed to the HTTP layer */
     size_t out_off;
+    /* objects mode (in-process watchers): events not yet handed over, as shared trees */
+    bool objects;
+    struct oev { const char *type; json_t *obj; } *q;
+    size_t qh, qn, qcap;
 };
+
+static void push_obj(struct kc_watch_stream *w, const char *type, json_t *obj /* stolen */)
+{
+    if (!obj)
+        return;
+    if (w->qh == w->qn)
+        w->qh = w->qn = 0;
+    if (w->qn == w->qcap) {
+        size_t cap = w->qcap ? w->qcap * 2 : 64;
+        struct oev *q = realloc(w->q, cap * sizeof *q);
+        if (!q) { /* the watcher re-lists after a broken stream: better than a silent gap */
+            json_decref(obj);
+            w->ended = true;
+            return;
+        }
+        w->q = q;
+        w->qcap = cap;
+    }
+    w->q[w->qn++] = (struct oev){type, obj};
+}
+
+static const char *static_type(const char *type)
+{
+    static const char *const types[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (!strcmp(types[i], type))
+            return types[i];
+    return "ERROR";
+}
 
 static void emit_raw(struct kc_watch_stream *w, const char *type, const char *obj, size_t len)
 {
+    if (w->objects) {
+        push_obj(w, static_type(type), json_loadb(obj, len, 0, NULL));
+        return;
+    }
     kc_buf_printf(&w->out, "{\"type\":\"%s\",\"object\":", type);
     kc_buf_append(&w->out, obj, len);
     kc_buf_puts(&w->out, "}\n");
@@ -52,7 +89,10 @@ static void emit_raw(struct kc_watch_stream *w, const char *type, const char *ob
 static void emit(struct kc_watch_stream *w, const char *type, struct kc_obj *o)
 {
     if (!w->table && !w->res->from_storage) {
-        emit_raw(w, type, o->json, o->len);
+        if (w->objects)
+            push_obj(w, static_type(type), kc_obj_tree(o));
+        else
+            emit_raw(w, type, o->json, o->len);
         return;
     }
     if (!w->table) {
@@ -136,6 +176,7 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
     else
         snprintf(w->prefix, sizeof w->prefix, "%s", res->storage_prefix);
     w->table = kc_accept_table(req->accept);
+    w->objects = req->watch_objects;
     w->bookmarks = kc_query_bool(req->query, "allowWatchBookmarks");
     const char *ts = kc_query(req->query, "timeoutSeconds");
     if (ts && atol(ts) > 0)
@@ -247,21 +288,17 @@ static bool client_gone(int fd)
     return false;
 }
 
-long kc_watch_next(struct kc_watch_stream *w, char *buf, size_t max, int conn_fd)
+static bool pending(const struct kc_watch_stream *w)
+{
+    return w->objects ? w->qh < w->qn : w->out_off < w->out.len;
+}
+
+/* Waits until the stream has output pending: 1, or it ended: 0, or the client is gone: -1. */
+static int produce(struct kc_watch_stream *w, int conn_fd)
 {
     for (;;) {
-        if (w->out_off < w->out.len) {
-            size_t n = w->out.len - w->out_off;
-            if (n > max)
-                n = max;
-            memcpy(buf, w->out.data + w->out_off, n);
-            w->out_off += n;
-            if (w->out_off == w->out.len) {
-                w->out.len = 0;
-                w->out_off = 0;
-            }
-            return (long)n;
-        }
+        if (pending(w))
+            return 1;
         if (w->ended)
             return 0;
         if (w->srv->stopping || kc_cache_stopping(w->srv->cache))
@@ -312,6 +349,34 @@ long kc_watch_next(struct kc_watch_stream *w, char *buf, size_t max, int conn_fd
     }
 }
 
+long kc_watch_next(struct kc_watch_stream *w, char *buf, size_t max, int conn_fd)
+{
+    int r = produce(w, conn_fd);
+    if (r <= 0)
+        return r;
+    size_t n = w->out.len - w->out_off;
+    if (n > max)
+        n = max;
+    memcpy(buf, w->out.data + w->out_off, n);
+    w->out_off += n;
+    if (w->out_off == w->out.len) {
+        w->out.len = 0;
+        w->out_off = 0;
+    }
+    return (long)n;
+}
+
+int kc_watch_next_obj(struct kc_watch_stream *w, const char **type, json_t **obj, int conn_fd)
+{
+    int r = produce(w, conn_fd);
+    if (r <= 0)
+        return r;
+    *type = w->q[w->qh].type;
+    *obj = w->q[w->qh].obj;
+    w->qh++;
+    return 1;
+}
+
 void kc_watch_free(struct kc_watch_stream *w)
 {
     if (!w)
@@ -321,5 +386,8 @@ void kc_watch_free(struct kc_watch_stream *w)
     kc_objs_free(w->initial, w->ninitial);
     kc_sel_free(&w->sel);
     kc_buf_release(&w->out);
+    for (size_t i = w->qh; i < w->qn; i++)
+        json_decref(w->q[i].obj);
+    free(w->q);
     free(w);
 }

@@ -140,6 +140,45 @@ int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, 
     return c->ops->watch(c->impl, path, fn, ctx, stop, code, err);
 }
 
+struct obj_adapter {
+    kc_watch_obj_fn fn;
+    void *ctx;
+    bool bad;
+};
+
+static int parse_line(void *ctx, const char *line, size_t len)
+{
+    struct obj_adapter *a = ctx;
+    json_t *ev = json_loadb(line, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    int r;
+    if (!type || !json_is_object(obj)) {
+        a->bad = true;
+        r = 1;
+    } else {
+        r = a->fn(a->ctx, type, obj);
+    }
+    json_decref(ev);
+    return r;
+}
+
+int kc_client_watch_obj(struct kc_client *c, const char *path, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop,
+                        int *code, struct kc_err *err)
+{
+    if (code)
+        *code = 0;
+    if (!path || !*path)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "watch: empty request path");
+    if (c->ops->watch_obj)
+        return c->ops->watch_obj(c->impl, path, fn, ctx, stop, code, err);
+    struct obj_adapter a = {.fn = fn, .ctx = ctx};
+    int rc = c->ops->watch(c->impl, path, parse_line, &a, stop, code, err);
+    if (!rc && a.bad)
+        rc = kc_err_set(err, KC_EIO, 500, "InternalError", "watch: malformed event");
+    return rc;
+}
+
 /* ---------- Status → KC_E* ---------- */
 
 int kc_client_status_error(const struct kc_client_resp *r, struct kc_err *err)

@@ -41,6 +41,12 @@ void kc_client_resp_release(struct kc_client_resp *r);
  * the call). Return non-zero to stop the watch. */
 typedef int (*kc_watch_line_fn)(void *ctx, const char *line, size_t len);
 
+/* Called per watch event with its type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR") and
+ * object, both borrowed for the call. The object is IMMUTABLE: the in-process transport hands
+ * every in-process watcher the same tree (one parse per object version, not one per informer);
+ * json_incref it to keep it. Return non-zero to stop the watch. */
+typedef int (*kc_watch_obj_fn)(void *ctx, const char *type, json_t *obj);
+
 struct kc_transport_ops {
     const char *name; /* "http" or "inproc" */
     /* One request. path includes the query string. ctype may be NULL (no body). */
@@ -51,6 +57,9 @@ struct kc_transport_ops {
      * (if non-NULL) receives the HTTP status of the watch response. */
     int (*watch)(void *impl, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop, int *code,
                  struct kc_err *err);
+    /* Optional: the same, delivering parsed objects (kc_client_watch_obj parses lines without it). */
+    int (*watch_obj)(void *impl, const char *path, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop, int *code,
+                     struct kc_err *err);
     void (*free)(void *impl);
 };
 
@@ -76,6 +85,10 @@ int kc_client_request(struct kc_client *c, const char *method, const char *path,
                       const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err);
 int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop,
                     int *code, struct kc_err *err);
+/* A watch delivering parsed events (a line that is not a {"type","object"} event stops the stream
+ * with KC_EIO). */
+int kc_client_watch_obj(struct kc_client *c, const char *path, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop,
+                        int *code, struct kc_err *err);
 
 /* JSON conveniences: on 2xx *out gets the parsed body (new reference; may be NULL if not wanted);
  * otherwise returns KC_E* mapped from the Status (404 → KC_ENOTFOUND, 409 Conflict → KC_ECONFLICT,

@@ -428,6 +428,9 @@ static void reconcile(struct kc_informer *inf, json_t *items)
         if (!json_is_object(obj))
             continue;
         fill_type(inf, obj);
+        /* informers never need managedFields (as upstream's TransformStripManagedFields); the
+         * in-process transport's watch events come without them too */
+        json_object_del(json_object_get(obj, "metadata"), "managedFields");
         char key[512];
         kc_object_key(obj, key, sizeof key);
         int e = 0;
@@ -456,17 +459,17 @@ static void reconcile(struct kc_informer *inf, json_t *items)
 
 /* ---------- watch ---------- */
 
-static int on_line(void *ctx, const char *line, size_t len)
+static int on_event(void *ctx, const char *type, json_t *obj)
 {
     struct kc_informer *inf = ctx;
-    json_t *ev = json_loadb(line, len, 0, NULL);
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    json_t *obj = json_object_get(ev, "object");
     int ret = 0;
-    if (!type || !json_is_object(obj)) {
+    if (!json_is_object(obj)) {
         inf->watch_failed = true;
         ret = 1;
     } else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
+        json_t *meta = json_object_get(obj, "metadata");
+        if (json_object_get(meta, "managedFields")) /* only over HTTP: in-process trees come without */
+            json_object_del(meta, "managedFields");
         apply_upsert(inf, obj);
         set_rv(inf, obj_rv(obj));
         inf->events++;
@@ -483,7 +486,6 @@ static int on_line(void *ctx, const char *line, size_t len)
             inf->watch_failed = true;
         ret = 1;
     }
-    json_decref(ev);
     maybe_resync(inf);
     return ret || atomic_load(&inf->stop);
 }
@@ -505,7 +507,9 @@ static int watch_once(struct kc_informer *inf, struct kc_err *err)
     inf->relist = inf->watch_failed = false;
     inf->events = 0;
     int code = 0;
-    rc = kc_client_watch(inf->c, url, on_line, inf, &inf->stop, &code, err);
+    rc = kc_client_watch_obj(inf->c, url, on_event, inf, &inf->stop, &code, err);
+    if (rc == KC_EIO && !code)
+        inf->watch_failed = true;
     if (rc == KC_ECOMPACTED || code == 410)
         inf->relist = true;
     return rc;

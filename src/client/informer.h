@@ -9,6 +9,8 @@
  * Handlers run on the informer's own thread, in event order; they must be
  * quick (typically: enqueue a key into a work queue).
  *
+ * Cached objects carry no metadata.managedFields (as upstream's informers with
+ * TransformStripManagedFields): controllers never need them, and they are a third of a Pod.
  * Cached objects are immutable json_t values shared by reference: a reader
  * gets a new reference (kc_informer_get) and must not modify it.
  * Secondary indexes: kc_informer_add_index registers a function that maps

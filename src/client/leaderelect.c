@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "client/events.h"
+#include "util/timeutil.h"
 
 #define MAX_NAME 253
 #define MAX_IDENTITY 256
@@ -94,27 +96,41 @@ static void micro_time(double t, char *out, size_t n)
     snprintf(out, n, "%s.%06ldZ", base, us);
 }
 
+/* Applies the defaults, then client-go's NewLeaderElector checks. */
+static int check_durations(double *lease, double *renew, double *retry, struct kc_err *err)
+{
+    if (*lease <= 0)
+        *lease = 15;
+    if (*renew <= 0)
+        *renew = 10;
+    if (*retry <= 0)
+        *retry = 2;
+    if (*lease <= *renew)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
+                          "leader election: lease duration (%gs) must be greater than the renew deadline (%gs)", *lease,
+                          *renew);
+    if (*renew <= JITTER * *retry)
+        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
+                          "leader election: renew deadline (%gs) must be greater than 1.2 x retry period (%gs)", *renew,
+                          *retry);
+    return 0;
+}
+
+int kc_le_flags_check(const struct kc_le_flags *f, struct kc_err *err)
+{
+    double l = f->lease_duration_s, r = f->renew_deadline_s, p = f->retry_period_s;
+    return check_durations(&l, &r, &p, err);
+}
+
 int kc_le_new(struct kc_client *c, const struct kc_le_config *cfg, struct kc_le **out, struct kc_err *err)
 {
     if (!c || !cfg || !cfg->lease_namespace || !cfg->lease_name || !*cfg->lease_namespace || !*cfg->lease_name ||
         strlen(cfg->lease_namespace) > MAX_NAME || strlen(cfg->lease_name) > MAX_NAME)
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "leader election: lease namespace and name required");
     struct kc_le_config k = *cfg;
-    if (k.lease_duration_s <= 0)
-        k.lease_duration_s = 15;
-    if (k.renew_deadline_s <= 0)
-        k.renew_deadline_s = 10;
-    if (k.retry_period_s <= 0)
-        k.retry_period_s = 2;
-    /* client-go's NewLeaderElector checks */
-    if (k.lease_duration_s <= k.renew_deadline_s)
-        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
-                          "leader election: lease duration (%gs) must be greater than the renew deadline (%gs)",
-                          k.lease_duration_s, k.renew_deadline_s);
-    if (k.renew_deadline_s <= JITTER * k.retry_period_s)
-        return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
-                          "leader election: renew deadline (%gs) must be greater than 1.2 x retry period (%gs)",
-                          k.renew_deadline_s, k.retry_period_s);
+    int rc = check_durations(&k.lease_duration_s, &k.renew_deadline_s, &k.retry_period_s, err);
+    if (rc)
+        return rc;
     if (cfg->identity && (!*cfg->identity || strlen(cfg->identity) >= MAX_IDENTITY))
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "leader election: identity empty or too long");
     if (!k.now)
@@ -407,4 +423,53 @@ void kc_le_free(struct kc_le *le)
     pthread_mutex_destroy(&le->wait_mu);
     pthread_mutex_destroy(&le->mu);
     free(le);
+}
+
+/* ---------- flags ---------- */
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "t") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+        *out = 1;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "f") || !strcmp(v, "False") ||
+             !strcmp(v, "FALSE"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int kc_le_parse_flag(int argc, char **argv, int *i, struct kc_le_flags *f, struct kc_err *err)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } durs[] = {
+        {"--leader-elect-lease-duration", offsetof(struct kc_le_flags, lease_duration_s)},
+        {"--leader-elect-renew-deadline", offsetof(struct kc_le_flags, renew_deadline_s)},
+        {"--leader-elect-retry-period", offsetof(struct kc_le_flags, retry_period_s)},
+    };
+    const char *a = argv[*i];
+    if (!strcmp(a, "--leader-elect")) {
+        f->enabled = 1; /* a bare boolean flag never takes the next argument (as Go's flag package) */
+        return 1;
+    }
+    if (!strncmp(a, "--leader-elect=", 15)) {
+        if (parse_bool(a + 15, &f->enabled))
+            return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "--leader-elect: invalid boolean \"%.100s\"", a + 15);
+        return 1;
+    }
+    for (size_t k = 0; k < sizeof durs / sizeof durs[0]; k++) {
+        size_t n = strlen(durs[k].name);
+        if (strncmp(a, durs[k].name, n) || (a[n] && a[n] != '='))
+            continue;
+        const char *v = a[n] == '=' ? a + n + 1 : (*i + 1 < argc ? argv[++*i] : NULL);
+        double d = 0;
+        if (!v || kc_parse_duration(v, &d) || d <= 0)
+            return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "%s: expected a duration like 15s, got \"%.100s\"",
+                              durs[k].name, v ? v : "");
+        *(double *)((char *)f + durs[k].off) = d;
+        return 1;
+    }
+    return 0;
 }

@@ -66,4 +66,25 @@ void kc_le_observed_holder(struct kc_le *le, char *buf, size_t n);
 /* "<hostname>_<uuid v4>" into buf (at most n bytes). */
 void kc_le_default_identity(char *buf, size_t n);
 
+/* ---------- the upstream flags, shared by kubec server, controller-manager and scheduler ---------- */
+struct kc_le_flags {
+    int enabled;              /* -1: not given (the command picks its default), 0, 1 */
+    double lease_duration_s;  /* 0: not given (15 s) */
+    double renew_deadline_s;  /* 0: not given (10 s) */
+    double retry_period_s;    /* 0: not given (2 s) */
+};
+#define KC_LE_FLAGS_INIT {.enabled = -1}
+/* Recognises argv[*i] as one of --leader-elect[=true|false], --leader-elect-lease-duration D,
+ * --leader-elect-renew-deadline D, --leader-elect-retry-period D (D as "15s", "1m", "1.5s"; the value
+ * after '=' or as the next argument, then *i is advanced). Returns 1 if it was one (f updated), 0 if
+ * not, KC_EINVAL with err filled if its value is malformed. */
+int kc_le_parse_flag(int argc, char **argv, int *i, struct kc_le_flags *f, struct kc_err *err);
+/* Checks the durations (defaults applied) as kc_le_new would: lease > renew deadline > 1.2 x retry. */
+int kc_le_flags_check(const struct kc_le_flags *f, struct kc_err *err);
+#define KC_LE_FLAGS_HELP                                                                                           \
+    "  --leader-elect[=BOOL]           take part in leader election (Lease in kube-system) before acting\n"     \
+    "  --leader-elect-lease-duration D how long followers wait after the last renewal seen (default 15s)\n"     \
+    "  --leader-elect-renew-deadline D leader stops acting when it could not renew for this (default 10s)\n"    \
+    "  --leader-elect-retry-period D   time between acquire / renew attempts (default 2s)\n"
+
 #endif

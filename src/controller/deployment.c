@@ -410,8 +410,8 @@ static void add_rs(struct dsync *s, json_t *rs)
 static int claim_replicasets(struct dsync *s, struct kc_label_selector *sel)
 {
     json_t **all = NULL;
-    size_t n = kc_informer_by_index(s->dc->inf->replicasets, KC_IDX_NAMESPACE, s->ns, &all);
     const char *uid = js(s->d, "metadata.uid") ?: "";
+    size_t n = kc_cm_owned_and_orphans(s->dc->inf->replicasets, uid, s->ns, &all);
     bool deleting = jp(s->d, "metadata.deletionTimestamp") != NULL;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {

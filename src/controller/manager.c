@@ -115,6 +115,16 @@ static int idx_controller(json_t *obj, const char **vals, int max)
     return 0;
 }
 
+static int idx_orphan(json_t *obj, const char **vals, int max)
+{
+    json_t *ref;
+    size_t i;
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, ref)
+        if (json_is_true(json_object_get(ref, "controller")))
+            return 0;
+    return idx_namespace(obj, vals, max);
+}
+
 static int new_informer(struct kc_client *c, const char *group, const char *plural, int resync,
                         struct kc_informer **out, struct kc_err *err)
 {
@@ -124,6 +134,7 @@ static int new_informer(struct kc_client *c, const char *group, const char *plur
         return rc;
     kc_informer_add_index(*out, KC_IDX_NAMESPACE, idx_namespace);
     kc_informer_add_index(*out, KC_IDX_CONTROLLER, idx_controller);
+    kc_informer_add_index(*out, KC_IDX_ORPHAN, idx_orphan);
     return 0;
 }
 

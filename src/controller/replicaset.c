@@ -711,8 +711,9 @@ static int sync_rs(struct rsc *r, const char *key, int *requeue_s, struct kc_err
     }
 
     json_t **all = NULL, **claimed = NULL;
-    size_t nall = kc_informer_by_index(r->inf->pods, KC_IDX_NAMESPACE, kc_obj_str(rs, "metadata.namespace") ?: "",
-                                       &all), nactive = 0, nclaimed = 0;
+    size_t nall = kc_cm_owned_and_orphans(r->inf->pods, kc_obj_str(rs, "metadata.uid") ?: "",
+                                          kc_obj_str(rs, "metadata.namespace") ?: "", &all),
+           nactive = 0, nclaimed = 0;
     for (size_t i = 0; i < nall; i++) {
         if (kc_pod_is_active(all[i]))
             all[nactive++] = all[i];

@@ -246,7 +246,10 @@ size_t kc_informer_by_index(struct kc_informer *inf, const char *name, const cha
         if (strcmp(js(o, "kind"), inf->kind))
             continue;
         json_t *ref = controller_ref(o);
-        const char *v = !strcmp(name, KC_IDX_NAMESPACE) ? js(o, "metadata.namespace") : ref ? js(ref, "uid") : NULL;
+        const char *v = !strcmp(name, KC_IDX_NAMESPACE) ? js(o, "metadata.namespace")
+                        : !strcmp(name, KC_IDX_ORPHAN) ? (ref ? NULL : js(o, "metadata.namespace"))
+                        : ref                          ? js(ref, "uid")
+                                                       : NULL;
         if (v && !strcmp(v, val))
             (*out)[n++] = json_incref(o);
     }

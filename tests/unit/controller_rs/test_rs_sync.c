@@ -52,8 +52,9 @@ size_t kc_informer_by_index(struct kc_informer *inf, const char *name, const cha
     const char *k;
     json_t *o;
     json_object_foreach(inf->items, k, o) {
-        const char *have = !strcmp(name, KC_IDX_NAMESPACE)
-                               ? kc_obj_str(o, "metadata.namespace")
+        const char *have = !strcmp(name, KC_IDX_NAMESPACE) ? kc_obj_str(o, "metadata.namespace")
+                           : !strcmp(name, KC_IDX_ORPHAN)
+                               ? (kc_obj_controller_ref(o) ? NULL : kc_obj_str(o, "metadata.namespace"))
                                : json_string_value(json_object_get(kc_obj_controller_ref(o), "uid"));
         if (have && !strcmp(have, val))
             v[n++] = json_incref(o);
