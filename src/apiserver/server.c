@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/inproc.h"
+#include "client/leaderelect.h"
 #include "agent/agent.h"
 #include "scheduler/scheduler.h"
 #include "controller/controller.h"
@@ -72,9 +73,17 @@ static const char usage[] =
     "  --concurrent-deployment-syncs N  deployment controller workers (default 5, as upstream)\n"
     "  --concurrent-replicaset-syncs N  replicaset controller workers (default 5, as upstream)\n"
     "  --deployment-controller-sync-period DURATION  deployment resync period (default 30s)\n"
+    "  --leader-elect[=BOOL]          run the in-process controller manager (with node-lifecycle) and\n"
+    "                                 scheduler only while holding the Leases kube-system/kube-controller-manager\n"
+    "                                 and kube-system/kube-scheduler (default true with etcd, false with sqlite)\n"
+    "  --leader-elect-lease-duration D  (default 15s)   --leader-elect-renew-deadline D  (default 10s)\n"
+    "  --leader-elect-retry-period D    (default 2s)    see docs/ha.md\n"
     "  -h, --help                     show this help\n";
 
 static volatile sig_atomic_t dummy;
+
+/* Leader election flags (one server per process, so kept here rather than in kc_server_opts). */
+static struct kc_le_flags le_flags = KC_LE_FLAGS_INIT;
 
 static void default_data_dir(char *out, size_t n)
 {
@@ -159,6 +168,14 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
     *sans = calloc(65, sizeof **sans);
     for (int i = 1; i < argc; i++) {
         const char *v;
+        struct kc_err lerr = {0};
+        int le = kc_le_parse_flag(argc, argv, &i, &le_flags, &lerr);
+        if (le < 0) {
+            fprintf(stderr, "kubec server: %s\n", lerr.message);
+            return -1;
+        }
+        if (le)
+            continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(usage, stdout);
             exit(0);
@@ -233,6 +250,11 @@ static int parse_flags(int argc, char **argv, struct kc_server_opts *o, char ***
             fprintf(stderr, "kubec server: unknown flag %s\n\n%s", argv[i], usage);
             return -1;
         }
+    }
+    struct kc_err lerr = {0};
+    if (kc_le_flags_check(&le_flags, &lerr)) {
+        fprintf(stderr, "kubec server: %s\n", lerr.message);
+        return -1;
     }
     if (strcmp(o->datastore, "sqlite") && strncmp(o->datastore, "etcd://", 7) && strncmp(o->datastore, "http://", 7) &&
         strncmp(o->datastore, "https://", 8)) {
@@ -394,31 +416,153 @@ static bool disabled(struct kc_server *srv, const char *name)
     return false;
 }
 
+static int start_one(struct kc_server *srv, size_t i)
+{
+    struct kc_err err = {0};
+    srv->comp_client[i] = kc_client_inproc_new(srv, 0, 0, components[i].user_agent);
+    if (!srv->comp_client[i] || components[i].start(srv, srv->comp_client[i], &srv->comp_handle[i], &err)) {
+        kc_error("apiserver", "%s: %s", components[i].name, err.message[0] ? err.message : "cannot start");
+        kc_client_free(srv->comp_client[i]);
+        srv->comp_client[i] = NULL;
+        srv->comp_handle[i] = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void stop_one(struct kc_server *srv, size_t i)
+{
+    if (srv->comp_handle[i])
+        components[i].stop(srv->comp_handle[i]);
+    kc_client_free(srv->comp_client[i]);
+    srv->comp_handle[i] = NULL;
+    srv->comp_client[i] = NULL;
+}
+
+/* ---------- leader election (--leader-elect; docs/ha.md) ----------
+ * One elector per Lease; while it holds the Lease its components run (started on the elector thread),
+ * when it loses it they are stopped and the elector becomes a candidate again (upstream's binaries
+ * exit instead; the API server in this process must keep serving). Node-lifecycle is part of
+ * kube-controller-manager upstream, so it follows that Lease. The agent (nodes) is never gated. */
+struct gate {
+    const char *lease, *comps[2], *ua;
+    struct kc_server *srv;
+    struct kc_client *c; /* the elector's own in-process client */
+    struct kc_le *le;
+    bool has[2];
+};
+static struct gate gates[] = {
+    {.lease = "kube-controller-manager", .comps = {"controller-manager", "node-lifecycle"},
+     .ua = "kube-controller-manager/kubec"},
+    {.lease = "kube-scheduler", .comps = {"scheduler", NULL}, .ua = "kube-scheduler/kubec"},
+};
+#define NGATES (sizeof gates / sizeof gates[0])
+
+static size_t comp_index(const char *name)
+{
+    for (size_t i = 0; name && i < NCOMP; i++)
+        if (!strcmp(components[i].name, name))
+            return i;
+    return NCOMP;
+}
+
+static int gate_started(void *ctx)
+{
+    struct gate *g = ctx;
+    kc_info("apiserver", "leader election: %s acquired the lease kube-system/%s; starting", kc_le_identity(g->le),
+            g->lease);
+    for (size_t k = 0; k < 2; k++)
+        if (g->has[k])
+            start_one(g->srv, comp_index(g->comps[k]));
+    return 0;
+}
+
+static void gate_stopped(void *ctx)
+{
+    struct gate *g = ctx;
+    kc_info("apiserver", "leader election: not leading kube-system/%s any more; stopping", g->lease);
+    for (size_t k = 2; k-- > 0;)
+        if (g->has[k])
+            stop_one(g->srv, comp_index(g->comps[k]));
+}
+
+static bool le_enabled(struct kc_server *srv)
+{
+    return le_flags.enabled >= 0 ? le_flags.enabled == 1 : strcmp(srv->opts.datastore, "sqlite") != 0;
+}
+
+/* Is component i started by a gate rather than directly? */
+static bool gated(struct kc_server *srv, size_t i)
+{
+    if (!le_enabled(srv))
+        return false;
+    for (size_t g = 0; g < NGATES; g++)
+        for (size_t k = 0; k < 2; k++)
+            if (gates[g].comps[k] && !strcmp(gates[g].comps[k], components[i].name))
+                return true;
+    return false;
+}
+
+static void start_gates(struct kc_server *srv)
+{
+    if (!le_enabled(srv))
+        return;
+    static char identity[300]; /* one identity per process, as one upstream binary has */
+    kc_le_default_identity(identity, sizeof identity);
+    for (size_t g = 0; g < NGATES; g++) {
+        struct gate *gt = &gates[g];
+        gt->srv = srv;
+        bool any = false;
+        for (size_t k = 0; k < 2; k++) {
+            gt->has[k] = gt->comps[k] && !disabled(srv, gt->comps[k]);
+            any |= gt->has[k];
+        }
+        if (!any)
+            continue;
+        struct kc_le_config cfg = {.lease_namespace = "kube-system", .lease_name = gt->lease, .identity = identity,
+                                   .component = gt->lease, .lease_duration_s = le_flags.lease_duration_s,
+                                   .renew_deadline_s = le_flags.renew_deadline_s,
+                                   .retry_period_s = le_flags.retry_period_s, .on_started_leading = gate_started,
+                                   .on_stopped_leading = gate_stopped, .ctx = gt};
+        struct kc_err err = {0};
+        gt->c = kc_client_inproc_new(srv, 0, 0, gt->ua);
+        if (!gt->c || kc_le_new(gt->c, &cfg, &gt->le, &err) || kc_le_start(gt->le, &err)) {
+            kc_error("apiserver", "leader election for %s: %s", gt->lease, err.message[0] ? err.message : "failed");
+            kc_le_free(gt->le);
+            kc_client_free(gt->c);
+            gt->le = NULL;
+            gt->c = NULL;
+            continue;
+        }
+        kc_info("apiserver", "leader election: candidate %s for the lease kube-system/%s", kc_le_identity(gt->le),
+                gt->lease);
+    }
+}
+
+/* Stops electors (their components stop, held Leases are released). */
+static void stop_gates(void)
+{
+    for (size_t g = 0; g < NGATES; g++) {
+        kc_le_free(gates[g].le);
+        kc_client_free(gates[g].c);
+        gates[g].le = NULL;
+        gates[g].c = NULL;
+    }
+}
+
 static void start_components(struct kc_server *srv)
 {
-    for (size_t i = 0; i < NCOMP; i++) {
-        if (disabled(srv, components[i].name))
-            continue;
-        struct kc_err err = {0};
-        srv->comp_client[i] = kc_client_inproc_new(srv, 0, 0, components[i].user_agent);
-        if (!srv->comp_client[i] || components[i].start(srv, srv->comp_client[i], &srv->comp_handle[i], &err)) {
-            kc_error("apiserver", "%s: %s", components[i].name, err.message[0] ? err.message : "cannot start");
-            kc_client_free(srv->comp_client[i]);
-            srv->comp_client[i] = NULL;
-            srv->comp_handle[i] = NULL;
-        }
-    }
+    for (size_t i = 0; i < NCOMP; i++)
+        if (!disabled(srv, components[i].name) && !gated(srv, i))
+            start_one(srv, i);
+    start_gates(srv);
 }
 
 static void stop_components(struct kc_server *srv)
 {
-    for (size_t i = NCOMP; i-- > 0;) {
-        if (srv->comp_handle[i])
-            components[i].stop(srv->comp_handle[i]);
-        kc_client_free(srv->comp_client[i]);
-        srv->comp_handle[i] = NULL;
-        srv->comp_client[i] = NULL;
-    }
+    stop_gates();
+    for (size_t i = NCOMP; i-- > 0;)
+        stop_one(srv, i);
 }
 
 int kc_server_main(int argc, char **argv)
