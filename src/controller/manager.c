@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "client/events.h"
+#include "client/leaderelect.h"
 #include "controller/controllers_int.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -268,7 +269,8 @@ static int usage(FILE *f)
                "  --concurrent-gc-syncs N                 garbage collector workers (default 20)\n"
                "  --deployment-controller-sync-period D   deployment resync period, e.g. 30s, 1m (default 30s)\n"
                "  --kube-api-qps Q                        client-side request rate (default 20)\n"
-               "  --kube-api-burst N                      client-side burst (default 30)\n");
+               "  --kube-api-burst N                      client-side burst (default 30)\n" KC_LE_FLAGS_HELP
+               "                                          (--leader-elect defaults to true, as upstream)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -293,8 +295,37 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+/* Leader election (docs/ha.md): the controllers run only while this process holds the Lease
+ * kube-system/kube-controller-manager; on loss they are stopped and the process is a candidate again. */
+struct cm_gate {
+    struct kc_client *c;
+    const struct kc_cm_opts *o;
+    struct kc_cm *cm;
+};
+
+static int cm_gate_start(void *p)
+{
+    struct cm_gate *g = p;
+    struct kc_err err = {0};
+    if (kc_cm_start(g->c, g->o, &g->cm, &err)) {
+        kc_error(COMPONENT, "%s", err.message);
+        return -1;
+    }
+    kc_info(COMPONENT, "started controllers (deployment, replicaset, garbage-collector)");
+    return 0;
+}
+
+static void cm_gate_stop(void *p)
+{
+    struct cm_gate *g = p;
+    kc_info(COMPONENT, "stopping controllers");
+    kc_cm_stop(g->cm);
+    g->cm = NULL;
+}
+
 int kc_controller_manager_main(int argc, char **argv)
 {
+    struct kc_le_flags lef = KC_LE_FLAGS_INIT;
     struct kc_cm_opts o;
     kc_cm_opts_default(&o);
     const char *kubeconfig = NULL;
@@ -303,6 +334,14 @@ int kc_controller_manager_main(int argc, char **argv)
         const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
         if (!strcmp(a, "-h") || !strcmp(a, "--help"))
             return usage(stdout);
+        struct kc_err lerr = {0};
+        int lr = kc_le_parse_flag(argc, argv, &i, &lef, &lerr);
+        if (lr < 0) {
+            fprintf(stderr, "kubec controller-manager: %s\n", lerr.message);
+            return 2;
+        }
+        if (lr)
+            continue;
         if (strncmp(a, "--", 2)) {
             fprintf(stderr, "kubec controller-manager: unexpected argument %s\n", a);
             return usage(stderr);
@@ -352,6 +391,11 @@ int kc_controller_manager_main(int argc, char **argv)
         fprintf(stderr, "kubec controller-manager: --kubeconfig is required\n");
         return usage(stderr);
     }
+    struct kc_err lerr = {0};
+    if (kc_le_flags_check(&lef, &lerr)) {
+        fprintf(stderr, "kubec controller-manager: %s\n", lerr.message);
+        return 2;
+    }
     /* Signals are taken with sigwait on this thread; block them before any thread starts. */
     sigset_t set;
     sigemptyset(&set);
@@ -360,23 +404,34 @@ int kc_controller_manager_main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct kc_client *c = NULL;
-    struct kc_cm *cm = NULL;
     struct kc_err err = {0};
     if (kc_client_http_from_kubeconfig(kubeconfig, o.kube_api_qps, o.kube_api_burst, "kube-controller-manager/kubec",
                                        &c, &err)) {
         fprintf(stderr, "kubec controller-manager: %s\n", err.message);
         return 1;
     }
-    if (kc_cm_start(c, &o, &cm, &err)) {
-        fprintf(stderr, "kubec controller-manager: %s\n", err.message);
+    struct cm_gate gate = {.c = c, .o = &o};
+    struct kc_le *le = NULL;
+    struct kc_le_config lc = {.lease_namespace = "kube-system", .lease_name = "kube-controller-manager",
+                              .component = "kube-controller-manager", .lease_duration_s = lef.lease_duration_s,
+                              .renew_deadline_s = lef.renew_deadline_s, .retry_period_s = lef.retry_period_s,
+                              .on_started_leading = cm_gate_start, .on_stopped_leading = cm_gate_stop, .ctx = &gate};
+    if (lef.enabled != 0 ? kc_le_new(c, &lc, &le, &err) || kc_le_start(le, &err) : cm_gate_start(&gate)) {
+        fprintf(stderr, "kubec controller-manager: %s\n", err.message[0] ? err.message : "cannot start");
+        kc_le_free(le);
         kc_client_free(c);
         return 1;
     }
-    kc_info(COMPONENT, "started controllers (deployment, replicaset, garbage-collector)");
+    if (le)
+        kc_info(COMPONENT, "leader election: candidate %s for the lease kube-system/kube-controller-manager",
+                kc_le_identity(le));
     int sig = 0;
     sigwait(&set, &sig);
-    kc_info(COMPONENT, "signal %d: stopping controllers", sig);
-    kc_cm_stop(cm);
+    kc_info(COMPONENT, "signal %d: stopping", sig);
+    if (le)
+        kc_le_free(le); /* stops the controllers if leading, then releases the Lease */
+    else
+        cm_gate_stop(&gate);
     kc_client_free(c);
     return 0;
 }
