@@ -1164,9 +1164,21 @@ struct reason_count {
     int n;
 };
 
+/* Upstream (FitError.Error) formats each reason as "COUNT REASON" and sorts those strings bytewise
+ * (sort.Strings): "1 node(s) were unschedulable" comes before "2 Insufficient cpu", and "10 …" before
+ * "2 …". Only the failure path sorts, so formatting in the comparator costs nothing that matters. */
+static int cmp_count_reason(int na, const char *ra, int nb, const char *rb)
+{
+    char x[600], y[600];
+    snprintf(x, sizeof x, "%d %s", na, ra);
+    snprintf(y, sizeof y, "%d %s", nb, rb);
+    return strcmp(x, y);
+}
+
 static int cmp_reason(const void *a, const void *b)
 {
-    return strcmp(((const struct reason_count *)a)->reason, ((const struct reason_count *)b)->reason);
+    const struct reason_count *x = a, *y = b;
+    return cmp_count_reason(x->n, x->reason, y->n, y->reason);
 }
 
 static void count_reason(struct reason_count *rc, int *nrc, const char *why)
@@ -1429,15 +1441,17 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
     } else if (len < (int)sizeof out->message) {
         len += snprintf(out->message + len, sizeof out->message - (size_t)len, " preemption: 0/%zu nodes are available: ",
                         s->n);
-        int first = 1;
-        if (novictims && len < (int)sizeof out->message) {
-            len += snprintf(out->message + len, sizeof out->message - (size_t)len,
-                            "%d No preemption victims found for incoming pod", novictims);
-            first = 0;
-        }
-        if (unhelpful && len < (int)sizeof out->message)
-            len += snprintf(out->message + len, sizeof out->message - (size_t)len,
-                            "%s%d Preemption is not helpful for scheduling", first ? "" : ", ", unhelpful);
+        /* the same "COUNT REASON" string order as the filter part (upstream builds a FitError here too) */
+        struct reason_count pr[2];
+        int npr = 0;
+        if (novictims)
+            pr[npr++] = (struct reason_count){"No preemption victims found for incoming pod", novictims};
+        if (unhelpful)
+            pr[npr++] = (struct reason_count){"Preemption is not helpful for scheduling", unhelpful};
+        qsort(pr, (size_t)npr, sizeof *pr, cmp_reason);
+        for (int i = 0; i < npr && len < (int)sizeof out->message; i++)
+            len += snprintf(out->message + len, sizeof out->message - (size_t)len, "%s%d %s", i ? ", " : "", pr[i].n,
+                            pr[i].reason);
         if (len < (int)sizeof out->message)
             snprintf(out->message + len, sizeof out->message - (size_t)len, ".");
     }

@@ -242,8 +242,36 @@ static void test_failed_message_aggregates(void **state)
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
     assert_int_equal(r.node, -1);
-    assert_string_equal(r.message, "0/3 nodes are available: 2 Insufficient cpu, 1 node(s) were unschedulable. "
+    /* upstream sorts the "COUNT REASON" strings: "1 node(s)…" before "2 Insufficient cpu" */
+    assert_string_equal(r.message, "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient cpu. "
                                    "preemption: not eligible due to preemptionPolicy=Never.");
+    kc_spod_free(p);
+    kc_snapshot_release(&s);
+}
+
+/* The order is bytewise over "COUNT REASON" (Go's sort.Strings): "10 …" sorts before "2 …", whatever the
+ * reason text says; the preemption part follows the same rule. */
+static void test_failed_message_string_order(void **state)
+{
+    (void)state;
+    struct kc_snapshot s;
+    kc_snapshot_init(&s);
+    char name[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(name, sizeof name, "n%02d", i);
+        add_node(&s, node(name, i < 10 ? "8" : "1", "1Gi", i < 10 ? "{\"spec\":{\"unschedulable\":true}}" : NULL));
+    }
+    json_t *pj = pod("p", "2", 0, NULL);
+    struct kc_spod *p = kc_spod_new(pj);
+    json_decref(pj);
+    struct kc_sched_result r = {0};
+    unsigned rr = 0;
+    kc_schedule(&s, p, &rr, &r);
+    assert_int_equal(r.node, -1);
+    assert_int_equal(r.nominated, -1);
+    assert_string_equal(r.message, "0/12 nodes are available: 10 node(s) were unschedulable, 2 Insufficient cpu. "
+                                   "preemption: 0/12 nodes are available: 10 Preemption is not helpful for "
+                                   "scheduling, 2 No preemption victims found for incoming pod.");
     kc_spod_free(p);
     kc_snapshot_release(&s);
 }
@@ -298,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_topology_spread),
         cmocka_unit_test(test_anti_affinity),
         cmocka_unit_test(test_failed_message_aggregates),
+        cmocka_unit_test(test_failed_message_string_order),
         cmocka_unit_test(test_preemption_picks_fewest_lowest),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
