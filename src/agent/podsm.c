@@ -221,10 +221,16 @@ static int begin_image(const struct kc_podsm_env *env, struct kc_pod_sm *sm, str
     }
     if (kc_backoff_in_since_update(&c->pull_bo, now)) {
         if (c->st != KC_CS_PULL_BACKOFF) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "Back-off pulling image \"%s\"", c->image);
+            /* as upstream since 1.30: the back-off message carries the last pull error, so the cause
+             * stays visible for the whole back-off and not only for the second ErrImagePull shows */
+            char msg[1200], ev[600];
+            snprintf(ev, sizeof ev, "Back-off pulling image \"%s\"", c->image);
+            if (c->st == KC_CS_PULL_FAILED && c->message[0])
+                snprintf(msg, sizeof msg, "%.580s: ErrImagePull: %.590s", ev, c->message);
+            else
+                snprintf(msg, sizeof msg, "%s", ev);
             set_state(env, sm, c, KC_CS_PULL_BACKOFF, "ImagePullBackOff", msg);
-            emit(env, pod, "Normal", "BackOff", "%s", msg);
+            emit(env, pod, "Normal", "BackOff", "%s", ev); /* the event without the error, as upstream */
             emit(env, pod, "Warning", "Failed", "Error: ImagePullBackOff");
         }
         c->wake_ms = c->pull_bo.last_update_ms + c->pull_bo.backoff_ms;

@@ -64,7 +64,7 @@ struct kc_ctr_sm {
     bool pull_always;
     enum kc_cstate st;
     char reason[48];   /* waiting reason shown in status */
-    char message[512]; /* waiting message */
+    char message[1024]; /* waiting message */
     char id[KC_RT_ID_MAX];
     struct kc_rt_image img;
     bool have_img;
