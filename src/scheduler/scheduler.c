@@ -58,6 +58,7 @@ struct bind_job {
     struct bind_job *next;
     char *ns, *name, *uid, *node;
     json_t *pod;
+    bool clear_nominated; /* the pod carried status.nominatedNodeName: clear it once bound */
 };
 
 struct kc_scheduler {
@@ -465,6 +466,22 @@ static void requeue_failed(struct kc_scheduler *s, const char *key, bool unsched
     pthread_cond_signal(&s->cond);
 }
 
+/* A bound pod's nomination is over: upstream's API server clears status.nominatedNodeName with the binding
+ * (ClearingNominatedNodeNameAfterBinding, on by default since 1.35), so `kubectl get pods -o wide` shows
+ * NOMINATED NODE <none> for running pods. Ours is a second write right after the binding, sent only for the
+ * pods that preempted (the common path makes no extra call). */
+static void clear_nominated_node(struct kc_scheduler *s, const struct bind_job *j)
+{
+    char path[600];
+    kc_path(path, sizeof path, "", "v1", "pods", j->ns, j->name, "status");
+    json_t *patch = json_pack("{s:{s:n}}", "status", "nominatedNodeName");
+    struct kc_err err = {0};
+    int rc = kc_client_patch(s->c, path, "application/merge-patch+json", patch, NULL, &err);
+    if (rc && rc != KC_ENOTFOUND)
+        kc_warn("scheduler", "clearing nominatedNodeName of %s/%s failed: %s", j->ns, j->name, err.message);
+    json_decref(patch);
+}
+
 static void *binder(void *arg)
 {
     struct kc_scheduler *s = arg;
@@ -500,6 +517,8 @@ static void *binder(void *arg)
                 qent_free(s, e);
             }
             pthread_mutex_unlock(&s->mu);
+            if (j->clear_nominated)
+                clear_nominated_node(s, j);
             kc_recorder_event(s->rec, j->pod, "Normal", "Scheduled", "Successfully assigned %s/%s to %s", j->ns, j->name,
                               j->node);
         } else {
@@ -529,9 +548,10 @@ static void *binder(void *arg)
     }
 }
 
-static void enqueue_bind(struct kc_scheduler *s, json_t *pod, const char *node)
+static void enqueue_bind(struct kc_scheduler *s, json_t *pod, const char *node, bool clear_nominated)
 {
     struct bind_job *j = calloc(1, sizeof *j);
+    j->clear_nominated = clear_nominated;
     j->ns = strdup(jstr(pod, "metadata.namespace") ? jstr(pod, "metadata.namespace") : "");
     j->name = strdup(jstr(pod, "metadata.name") ? jstr(pod, "metadata.name") : "");
     j->uid = strdup(jstr(pod, "metadata.uid") ? jstr(pod, "metadata.uid") : "");
@@ -712,6 +732,8 @@ static void *sched_loop(void *arg)
         }
         sched_metrics_attempt(s, &r, now_s() - t_attempt);
         if (r.node >= 0) {
+            const char *had = jstr(e->pod, "status.nominatedNodeName");
+            bool clear_nom = e->nominated || (had && *had);
             nominate(s, e, NULL); /* bound soon: its reservation is the assumed pod now */
             /* assume: the pod counts on the node from now on */
             struct kc_snode *n = &s->snap.nodes[r.node];
@@ -722,7 +744,7 @@ static void *sched_loop(void *arg)
             kc_snode_add_pod(n, ap);
             json_t *pod = json_incref(e->pod);
             pthread_mutex_unlock(&s->mu);
-            enqueue_bind(s, pod, node);
+            enqueue_bind(s, pod, node, clear_nom);
             json_decref(pod);
             json_decref(assumed);
             free(node);

@@ -424,8 +424,13 @@ class PreemptionTest(SchedulerTestCase):
         self.assertEqual(set(nominated), high_uids, "nominatedNodeName not seen on every high pod")
         for p in high:
             self.assertEqual(p["spec"]["nodeName"], nominated[p["metadata"]["uid"]])
-        self.assertRegex(self.k("get", "pods", "-n", ns, "-l", "app=high", "-o", "wide").stdout,
-                         r"high-\S+\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+sim-[01]\s+sim-[01]")
+        # once bound the nomination is cleared, as upstream's binding does (ClearingNominatedNodeNameAfterBinding)
+        self.wait("nominatedNodeName cleared on the bound high pods", lambda: all(
+            not (p.get("status") or {}).get("nominatedNodeName") for p in self.pods(ns, "high")), timeout=10)
+        wide = self.k("get", "pods", "-n", ns, "-l", "app=high", "-o", "wide").stdout.splitlines()
+        self.assertEqual(len(wide), 3, wide)
+        for line in wide[1:]:
+            self.assertRegex(line, r"^high-\S+\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+sim-[01]\s+<none>\s+", wide)
         # the ReplicaSet replaces the victims; the replacements wait (they cannot preempt higher priority) and do not
         # take the room freed for the high pods
         def low_state():
