@@ -43,6 +43,8 @@ struct kc_le {
     pthread_mutex_t wait_mu;
     pthread_cond_t wait_cv;
     bool stop;
+    bool renew_quit;      /* the renewer of the current term must end (under wait_mu) */
+    double last_renew;    /* start time of the last successful renewal (under wait_mu) */
     bool started;
     pthread_t th;
     atomic_bool leading;
@@ -345,19 +347,69 @@ static void became_leader_event(struct kc_le *le)
     json_decref(lease);
 }
 
-/* Leading: renew every retry period until a renewal has failed for renew_deadline or stop. */
-static void lead(struct kc_le *le)
+/* Sleeps up to s seconds on wait_cv; true if the thread must end (kc_le_free, or the term is over). */
+static bool renewer_sleep(struct kc_le *le, double s)
 {
-    double last_ok = now(le);
-    while (!sleep_or_stop(le, le->cfg.retry_period_s)) {
-        struct kc_err err = {0};
-        if (kc_le_try_acquire_or_renew(le, &err) == 1) {
-            last_ok = now(le);
-            continue;
-        }
-        if (now(le) - last_ok >= le->cfg.renew_deadline_s)
-            return; /* lost */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long ns = (long long)ts.tv_nsec + (long long)(s * 1e9);
+    ts.tv_sec += (time_t)(ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_mutex_lock(&le->wait_mu);
+    while (!le->stop && !le->renew_quit && pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts) != ETIMEDOUT) {
     }
+    bool end = le->stop || le->renew_quit;
+    pthread_mutex_unlock(&le->wait_mu);
+    return end;
+}
+
+/* The renewer of one term: renews every retry period and records when the last successful renewal
+ * STARTED (the record it wrote is at least that fresh). A request may hang (an etcd leader change
+ * holds writes for seconds); that is why the deadline is watched by the elector thread, not here. */
+static void *renewer_main(void *arg)
+{
+    struct kc_le *le = arg;
+    while (!renewer_sleep(le, le->cfg.retry_period_s)) {
+        struct kc_err err = {0};
+        double t = now(le);
+        if (kc_le_try_acquire_or_renew(le, &err) != 1)
+            continue;
+        pthread_mutex_lock(&le->wait_mu);
+        if (t > le->last_renew)
+            le->last_renew = t;
+        pthread_mutex_unlock(&le->wait_mu);
+    }
+    return NULL;
+}
+
+/* Leading: a renewer thread renews; this thread returns as soon as no renewal has succeeded for
+ * renew_deadline (lost: even while a renewal request is still hanging, as client-go cancels it with
+ * its context), or on kc_le_free. *renewer is left for the caller to join AFTER on_stopped_leading,
+ * so a hanging request never delays stopping. t_acquired: start of the winning attempt. */
+static int lead(struct kc_le *le, double t_acquired, pthread_t *renewer)
+{
+    pthread_mutex_lock(&le->wait_mu);
+    le->renew_quit = false;
+    le->last_renew = t_acquired;
+    pthread_mutex_unlock(&le->wait_mu);
+    if (pthread_create(renewer, NULL, renewer_main, le))
+        return -1;
+    pthread_mutex_lock(&le->wait_mu);
+    for (;;) {
+        double left = le->last_renew + le->cfg.renew_deadline_s - now(le);
+        if (le->stop || left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long ns = (long long)ts.tv_nsec + (long long)((left < 0.05 ? left : 0.05) * 1e9);
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts);
+    }
+    le->renew_quit = true;
+    pthread_cond_broadcast(&le->wait_cv);
+    pthread_mutex_unlock(&le->wait_mu);
+    return 0;
 }
 
 static void *elector_main(void *arg)
@@ -366,17 +418,24 @@ static void *elector_main(void *arg)
     unsigned seed = (unsigned)(uintptr_t)le ^ (unsigned)time(NULL);
     while (!stopping(le)) {
         struct kc_err err = {0};
+        double t = now(le);
         if (kc_le_try_acquire_or_renew(le, &err) == 1 && !stopping(le)) {
             atomic_store(&le->leading, true);
             became_leader_event(le);
+            pthread_t renewer;
             if (le->cfg.on_started_leading && le->cfg.on_started_leading(le->cfg.ctx)) {
-                atomic_store(&le->leading, false);
+                atomic_store(&le->leading, false); /* could not start: let another candidate have it */
                 kc_le_release(le, &err);
-            } else {
-                lead(le);
+            } else if (lead(le, t, &renewer)) {
                 atomic_store(&le->leading, false);
                 if (le->cfg.on_stopped_leading)
                     le->cfg.on_stopped_leading(le->cfg.ctx);
+                kc_le_release(le, &err);
+            } else {
+                atomic_store(&le->leading, false);
+                if (le->cfg.on_stopped_leading)
+                    le->cfg.on_stopped_leading(le->cfg.ctx);
+                pthread_join(renewer, NULL); /* may wait for a hanging request; we act no more */
                 if (stopping(le))
                     break;
             }

@@ -29,6 +29,7 @@ struct api {
 struct conn {
     struct api *api;
     atomic_bool cut;
+    atomic_bool hang; /* requests block until it is cleared (an etcd leader change holding writes) */
 };
 
 static void reply(struct kc_client_resp *out, int code, json_t *body)
@@ -61,6 +62,8 @@ static int fake_request(void *impl, const char *method, const char *path, const 
 {
     (void)ctype;
     struct conn *cn = impl;
+    while (atomic_load(&cn->hang))
+        usleep(5000);
     if (atomic_load(&cn->cut))
         return kc_err_set(err, KC_EIO, 0, "", "connection refused");
     struct api *a = cn->api;
@@ -150,6 +153,7 @@ static void cand_init(struct cand *k, struct api *a, const char *id, bool fake_c
 {
     k->cn.api = a;
     atomic_init(&k->cn.cut, false);
+    atomic_init(&k->cn.hang, false);
     k->c = kc_client_new(&fake_ops, &k->cn, 0, 0, "test/le");
     assert_non_null(k->c);
     struct kc_le_config cfg = {.lease_namespace = "kube-system", .lease_name = "kube-controller-manager",
@@ -280,7 +284,7 @@ static void test_config_checks(void **st)
 {
     (void)st;
     struct api *a = api_new();
-    struct conn cn = {.api = a};
+    struct conn cn = {.api = a, .cut = false, .hang = false};
     struct kc_client *c = kc_client_new(&fake_ops, &cn, 0, 0, "t");
     struct kc_le *le = NULL;
     struct kc_err err = {0};
@@ -328,6 +332,7 @@ static void cand_start(struct cand *k, struct api *a, const char *id, struct rol
 {
     k->cn.api = a;
     atomic_init(&k->cn.cut, false);
+    atomic_init(&k->cn.hang, false);
     k->c = kc_client_new(&fake_ops, &k->cn, 0, 0, "test/le");
     struct kc_le_config cfg = {.lease_namespace = "kube-system", .lease_name = "kube-scheduler", .identity = id,
                                .lease_duration_s = 1.0, .renew_deadline_s = 0.6, .retry_period_s = 0.1,
@@ -406,6 +411,30 @@ static void test_elector_takeover(void **st)
     api_free(a);
 }
 
+/* A renewal that hangs (no answer at all) must not keep the leader acting past the renew deadline:
+ * it stops within the deadline while the request is still blocked, and becomes a candidate again. */
+static void test_elector_hung_request(void **st)
+{
+    (void)st;
+    struct api *a = api_new();
+    struct role ra = {0};
+    struct cand x;
+    cand_start(&x, a, "x", &ra);
+    assert_true(wait_for(&ra.acting, true, 2));
+    double t0 = mono();
+    atomic_store(&x.cn.hang, true);
+    assert_true(wait_for(&ra.acting, false, 2));
+    double lost = mono() - t0;
+    assert_true(lost >= 0.4 && lost < 0.9); /* deadline 0.6 s after the last renewal started */
+    usleep(300 * 1000);
+    atomic_store(&x.cn.hang, false); /* the API answers again: x (still the holder) leads again */
+    assert_true(wait_for(&ra.acting, true, 2));
+    assert_int_equal(atomic_load(&ra.started), 2);
+    cand_free(&x);
+    assert_int_equal(atomic_load(&ra.stopped), 2);
+    api_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_api_error),
         cmocka_unit_test(test_config_checks),
         cmocka_unit_test(test_elector_takeover),
+        cmocka_unit_test(test_elector_hung_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
