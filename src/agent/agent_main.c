@@ -15,6 +15,11 @@
 
 #define COMPONENT "kubelet"
 
+/* `kubec images` without --local (image_cli_cluster.c) is reached from image_cli.c through a weak symbol;
+ * this reference is what links it into the kubec binary from the agent library. */
+int kc_image_cli_cluster(int argc, char **argv);
+int (*const kc_image_cli_cluster_link)(int, char **) = kc_image_cli_cluster;
+
 static int usage(FILE *f)
 {
     fprintf(f, "Usage: kubec agent --kubeconfig FILE --sim-nodes N [flags]\n"

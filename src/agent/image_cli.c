@@ -3,7 +3,7 @@
  * For operators (pre-pull into a data dir, inspect a node's cache offline) and for the e2e tests,
  * which exercise the real registry client and store through it. Output is one JSON line on stdout;
  * a failure prints {"reason":..., "message":...} and the message on stderr, exit status 1.
- * Single-threaded.
+ * Without --local, `kubec images` talks to a cluster instead (image_cli_cluster.c). Single-threaded.
  */
 #include "agent/image.h"
 
@@ -14,8 +14,14 @@
 
 #define MAX_SECRETS 16
 
+/* Cluster mode (image_cli_cluster.c, in the kubec binary; absent from the stand-alone test tool, which
+ * links the image store alone): weak, so that this file links without the API client. */
+int kc_image_cli_cluster(int argc, char **argv) __attribute__((weak));
+
 static int usage(void)
 {
+    if (kc_image_cli_cluster) /* its usage covers both modes */
+        return kc_image_cli_cluster(1, NULL);
     fprintf(stderr, "usage: kubec images pull IMAGE --local DIR [--secret SECRET.json]... [--ca-dir DIR] [--force]\n"
                     "       kubec images ls --local DIR\n"
                     "       kubec images prune --local DIR [--keep IMAGE]...\n");
@@ -61,6 +67,11 @@ int kc_image_cli_main(int argc, char **argv)
 {
     if (argc < 2)
         return usage();
+    bool local = false;
+    for (int i = 2; i < argc; i++)
+        local = local || !strcmp(argv[i], "--local");
+    if (!local && kc_image_cli_cluster)
+        return kc_image_cli_cluster(argc, argv);
     const char *cmd = argv[1], *ref = NULL, *dir = NULL, *ca = NULL;
     const char *keep[MAX_SECRETS + 1] = {0};
     int nkeep = 0;

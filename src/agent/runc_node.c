@@ -21,6 +21,7 @@
 
 #include "agent/image.h"
 #include "agent/runc_int.h"
+#include "agent/runc_imgreq.h"
 #include "agent/runc_logsrv.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/kubec/agent"
@@ -30,6 +31,7 @@ struct kc_runc_node {
     char dir[512];
     struct kc_image_store *images;
     struct kc_logsrv *srv;
+    struct kc_imgreq *req; /* `kubec images pull|prune --node` (runc_imgreq.c) */
     char runc_version[64];
 };
 
@@ -120,7 +122,12 @@ int kc_runc_node_new(const struct kc_runc_node_opts *o, const struct kc_runtime_
     char images[600], pki[600];
     snprintf(images, sizeof images, "%s/images", n->dir);
     snprintf(pki, sizeof pki, "%s/pki", n->dir);
-    struct kc_image_store_opts io = {.root = images, .registry_ca_dir = o->registry_ca_dir,
+    /* without --registry-ca-dir, DATA-DIR/registry-ca/<host[:port]>.crt if that directory exists (what
+     * `kubec server --agent` uses: its agent has no flags of its own) */
+    char cadir[600];
+    snprintf(cadir, sizeof cadir, "%s/registry-ca", n->dir);
+    const char *ca = o->registry_ca_dir ? o->registry_ca_dir : access(cadir, R_OK | X_OK) == 0 ? cadir : NULL;
+    struct kc_image_store_opts io = {.root = images, .registry_ca_dir = ca,
                                      .gc_high_bytes = 0, .gc_low_bytes = 0};
     int rc = rc_mkdirs(n->dir, err);
     if (!rc)
@@ -140,6 +147,12 @@ int kc_runc_node_new(const struct kc_runc_node_opts *o, const struct kc_runtime_
             *impl = NULL;
         }
     }
+    if (!rc && o->client && o->node_name && (rc = kc_imgreq_start(o->client, o->node_name, n->images, &n->req, err))) {
+        kc_logsrv_stop(n->srv);
+        n->srv = NULL;
+        (*ops)->free(*impl);
+        *impl = NULL;
+    }
     if (rc) {
         kc_runc_node_free(n);
         return rc;
@@ -150,6 +163,10 @@ int kc_runc_node_new(const struct kc_runc_node_opts *o, const struct kc_runtime_
 
 void kc_runc_node_stop(struct kc_runc_node *n)
 {
+    if (n && n->req) {
+        kc_imgreq_stop(n->req); /* it uses the image store and the client: before either goes */
+        n->req = NULL;
+    }
     if (n && n->srv) {
         kc_logsrv_stop(n->srv);
         n->srv = NULL;

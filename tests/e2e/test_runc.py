@@ -66,6 +66,7 @@ class RuncAgentTest(unittest.TestCase):
         cls.reg = registry_fixture.Registry()
         cls.reg.start()
         cls.reg.push_busybox("v1")
+        cls.reg.push_busybox("v2")
         cls.image = "%s/kubec/busybox:v1" % cls.reg.host
         cls.data = tempfile.mkdtemp(prefix="kubec-runc-e2e-")
         cls.token_file = os.path.join(cls.data, "kubelet-token")
@@ -122,8 +123,8 @@ class RuncAgentTest(unittest.TestCase):
             return f.read().decode(errors="replace")
 
     # ---- helpers ----
-    def pod(self, name, command, probe=None, extra=None):
-        c = {"name": "main", "image": self.image, "imagePullPolicy": "IfNotPresent", "command": command}
+    def pod(self, name, command, probe=None, extra=None, image=None):
+        c = {"name": "main", "image": image or self.image, "imagePullPolicy": "IfNotPresent", "command": command}
         if probe:
             c["readinessProbe"] = probe
         spec = {"nodeName": self.node, "terminationGracePeriodSeconds": 2, "imagePullSecrets": [{"name": "regcred"}],
@@ -242,6 +243,123 @@ class RuncAgentTest(unittest.TestCase):
         self.assertIn("attempt", out)
         self.delete("crash")
         self.assert_clean(uid)
+
+    # ---- kubectl-level fixes of the seed's incident (issue 5, must-show 2 and 3) ----
+    def k(self, *args, input=None, ok=True):
+        kb = harness.kubectl_path("1.33")
+        p = subprocess.run([kb, "--kubeconfig", self.server.kubeconfig] + list(args), input=input,
+                           capture_output=True, text=True, timeout=60)
+        if ok:
+            self.assertEqual(p.returncode, 0, "kubectl %s: %s%s" % (" ".join(args), p.stdout, p.stderr))
+        return p
+
+    def deployment(self, name, replicas=1, secret=True, policy="Always"):
+        spec = {"nodeName": self.node, "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "main", "image": self.image, "imagePullPolicy": policy,
+                                "command": ["sh", "-c", "echo up; exec sleep 3600"]}]}
+        if secret:
+            spec["imagePullSecrets"] = [{"name": "regcred"}]
+        d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                      "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}
+        self.k("apply", "-f", "-", input=json.dumps(d))
+
+    def kpods(self, app):
+        out = self.k("get", "pods", "-l", "app=" + app, "-o", "json").stdout
+        return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+    @staticmethod
+    def waiting(p):
+        cs = (p.get("status") or {}).get("containerStatuses") or [{}]
+        return (cs[0].get("state") or {}).get("waiting") or {}
+
+    @staticmethod
+    def running(p):
+        cs = (p.get("status") or {}).get("containerStatuses") or [{}]
+        return bool((cs[0].get("state") or {}).get("running"))
+
+    def all_pods(self, app, n, pred):
+        ps = self.kpods(app)
+        return len(ps) == n and all(pred(p) for p in ps) and ps
+
+    def test_4_missing_secret_fixed_on_the_service_account(self):
+        self.deployment("nosecret", secret=False)
+        ps = wait(lambda: self.all_pods("nosecret", 1, lambda p: self.waiting(p).get("reason") == "ImagePullBackOff"),
+                  60, what="ImagePullBackOff without a pull secret")
+        msg = self.waiting(ps[0]).get("message", "")
+        self.assertIn("unauthorized", msg)
+        self.assertIn("no imagePullSecret", msg)
+        # upstream's serviceaccounts controller makes "default" in every namespace; kubec has none yet
+        if self.k("get", "serviceaccount", "default", ok=False).returncode != 0:
+            self.k("create", "serviceaccount", "default")
+        self.k("patch", "serviceaccount", "default", "-p", '{"imagePullSecrets":[{"name":"regcred"}]}')
+        self.k("rollout", "restart", "deployment/nosecret")
+        ps = wait(lambda: self.all_pods("nosecret", 1, self.running), 60, what="Running after the SA fix")
+        self.assertEqual(ps[0]["spec"]["imagePullSecrets"], [{"name": "regcred"}])
+        self.k("delete", "deployment", "nosecret", "--wait=false")
+
+    def test_5_expired_certificate_renewed_same_pods_recover(self):
+        not_after = self.reg.reissue_cert(expired=True)
+        try:
+            self.reg.restart()
+            self.deployment("renew", replicas=2)
+            ps = wait(lambda: self.all_pods("renew", 2, lambda p: self.waiting(p).get("reason") == "ImagePullBackOff"),
+                      60, what="ImagePullBackOff with an expired registry certificate")
+            for p in ps:
+                msg = self.waiting(p)["message"]
+                self.assertIn("certificate expired", msg)
+                self.assertIn(not_after.strftime("%Y-%m-%d %H:%M:%S"), msg)
+            before = sorted((p["metadata"]["name"], p["metadata"]["uid"]) for p in ps)
+        finally:
+            self.reg.reissue_cert(expired=False)
+            self.reg.restart()
+        # the next back-off tick (10 s after the first failure) pulls again and succeeds
+        ps = wait(lambda: self.all_pods("renew", 2, self.running), 30, what="the same pods Running after renewal")
+        self.assertEqual(sorted((p["metadata"]["name"], p["metadata"]["uid"]) for p in ps), before)
+        self.k("delete", "deployment", "renew", "--wait=false")
+
+    # ---- pre-warm (must-show 5): kubec images pull/ls/prune through the Node ----
+    def images(self, *args):
+        p = subprocess.run([harness.KUBEC, "images"] + list(args) + ["--kubeconfig", self.server.kubeconfig],
+                           capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+
+    def test_6_prewarm_then_registry_down(self):
+        v2 = "%s/kubec/busybox:v2" % self.reg.host
+        rc, out, err = self.images("pull", v2, "--node", self.node)  # no credentials: refused, says why
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("failed", out)
+        self.assertIn("unauthorized", out)
+        rc, out, err = self.images("pull", v2, "--node", self.node, "--secret", "default/regcred")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn(self.node, out)
+        self.assertIn("pulled", out)
+        self.assertIn(self.reg.manifest_digest("kubec/busybox", "v2"), out)
+        rc, out, err = self.images("ls", "--node", self.node, "-o", "json")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(v2, [i["image"] for i in json.loads(out)])
+        rc, out, err = self.images("ls")
+        self.assertIn(v2, out)
+        self.reg.stop()
+        try:
+            self.pod("warm", ["sh", "-c", "echo warm; exec sleep 3600"], image=v2)  # IfNotPresent
+            wait(lambda: self.cstatus("warm")[1].get("state", {}).get("running"), 30, what="warm pod Running")
+            self.assertEqual(self.cstatus("warm")[1]["image"], v2)
+        finally:
+            self.reg.start()
+        self.delete("warm")
+
+    def test_7_prune(self):
+        rc, out, err = self.images("prune", "--node", self.node)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("pruned", out)
+        rc, out, err = self.images("ls", "--node", self.node, "-o", "json")
+        names = [i["image"] for i in json.loads(out)]
+        self.assertNotIn("%s/kubec/busybox:v2" % self.reg.host, names)
+        rc, out, err = self.images("pull", "Bad/Name:1", "--all-nodes", "--timeout", "20")
+        self.assertEqual(rc, 1, out + err)  # one line per node says why
+        self.assertIn(self.node, out)
+        self.assertIn("InvalidImageName", out)
 
 
 if __name__ == "__main__":
