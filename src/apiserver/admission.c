@@ -325,12 +325,39 @@ static void val_secret(json_t *o, json_t *old, json_t *causes)
 
 static void def_pc(json_t *o) { set_default(o, "preemptionPolicy", json_string("PreemptLowerPriority")); }
 
+/* Names with the "system-" prefix are reserved for the two classes the API server creates at start
+ * (bootstrap.c), with exactly their value and globalDefault false — upstream's IsKnownSystemPriorityClass. */
+static void val_pc_system(json_t *o, const char *name, json_int_t value, json_t *causes)
+{
+    static const struct {
+        const char *name;
+        json_int_t value;
+    } known[] = {{"system-node-critical", 2000001000}, {"system-cluster-critical", 2000000000}};
+    char why[200] = "";
+    size_t i = 0;
+    while (i < sizeof known / sizeof known[0] && strcmp(known[i].name, name))
+        i++;
+    if (i == sizeof known / sizeof known[0])
+        snprintf(why, sizeof why, "%.100s is not a known system priority class", name);
+    else if (known[i].value != value)
+        snprintf(why, sizeof why, "value of %s PriorityClass must be %lld", name, (long long)known[i].value);
+    else if (json_is_true(json_object_get(o, "globalDefault")))
+        snprintf(why, sizeof why, "globalDefault of %s PriorityClass must be false", name);
+    if (*why)
+        kc_cause(causes, "metadata.name", "FieldValueForbidden",
+                 "Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: %s",
+                 why);
+}
+
 static void val_pc(json_t *o, json_t *old, json_t *causes)
 {
     json_t *v = json_object_get(o, "value");
+    const char *name = kc_jstr(o, "metadata.name") ?: "";
     if (!json_is_integer(v))
         kc_cause(causes, "value", "FieldValueRequired", "Required value");
-    else if (json_integer_value(v) > 1000000000 && strncmp(kc_jstr(o, "metadata.name") ?: "", "system-", 7))
+    else if (!strncmp(name, "system-", 7))
+        val_pc_system(o, name, json_integer_value(v), causes);
+    else if (json_integer_value(v) > 1000000000)
         kc_cause(causes, "value", "FieldValueForbidden",
                  "Forbidden: maximum allowed value of a user defined priority is 1000000000");
     const char *pp = kc_jstr(o, "preemptionPolicy");
@@ -433,6 +460,8 @@ static int resolve_priority(struct kc_server *srv, json_t *spec, struct kc_err *
         char key[400];
         snprintf(key, sizeof key, "%s%s", pcr->storage_prefix, pcn);
         struct kc_obj *o = kc_cache_get(pcr->storage, key);
+        /* the system classes are real objects (bootstrap.c creates them at start); the built-in values
+         * below only cover one deleted since (upstream refuses that deletion; kubec does not yet) */
         if (!o && strcmp(pcn, "system-node-critical") && strcmp(pcn, "system-cluster-critical"))
             return kc_err_set(err, KC_EINVAL, 403, "Forbidden",
                               "pods \"\" is forbidden: no PriorityClass with name %s was found", pcn);
@@ -531,17 +560,90 @@ int kc_admission_mutate(struct kc_server *srv, const struct kc_resource *res, js
 /* ---------- managedFields ---------- */
 
 /* The set of fields an object sets, in FieldsV1 form ({"f:spec":{"f:replicas":{}}}). Lists are
- * recorded as a whole ("." is implied) — precise per-item keys come with SSA conflict detection. */
-static json_t *fieldset(json_t *o)
+ * recorded as a whole ("." is implied) — precise per-item keys come with SSA conflict detection.
+ * The walkers read the objects in place (no copies: this runs on every write) and leave out what
+ * the server owns: apiVersion and kind at the top, and the server's metadata fields. */
+static const char *const server_meta[] = {"uid",       "resourceVersion", "creationTimestamp",
+                                          "generation", "managedFields",  "namespace",
+                                          "name",      "deletionTimestamp", "deletionGracePeriodSeconds"};
+
+enum fs_level { FS_TOP, FS_META, FS_INNER };
+
+static bool fs_skip(enum fs_level lv, const char *k)
+{
+    if (lv == FS_TOP)
+        return !strcmp(k, "apiVersion") || !strcmp(k, "kind");
+    if (lv == FS_META)
+        for (size_t i = 0; i < sizeof server_meta / sizeof server_meta[0]; i++)
+            if (!strcmp(k, server_meta[i]))
+                return true;
+    return false;
+}
+
+static enum fs_level fs_child(enum fs_level lv, const char *k)
+{
+    return lv == FS_TOP && !strcmp(k, "metadata") ? FS_META : FS_INNER;
+}
+
+static void fs_set(json_t *fs, const char *k, json_t *sub /* stolen */)
+{
+    char fk[512];
+    snprintf(fk, sizeof fk, "f:%s", k);
+    json_object_set_new(fs, fk, sub);
+}
+
+static json_t *fieldset(json_t *o, enum fs_level lv)
 {
     json_t *fs = json_object();
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        char fk[512];
-        snprintf(fk, sizeof fk, "f:%s", k);
-        json_object_set_new(fs, fk, json_is_object(v) && json_object_size(v) ? fieldset(v) : json_object());
+        if (fs_skip(lv, k))
+            continue;
+        if (json_is_object(v) && json_object_size(v)) {
+            json_t *sub = fieldset(v, fs_child(lv, k));
+            if (fs_child(lv, k) == FS_META && !json_object_size(sub)) { /* only server fields */
+                json_decref(sub);
+                continue;
+            }
+            fs_set(fs, k, sub);
+        } else {
+            fs_set(fs, k, json_object());
+        }
+    }
+    return fs;
+}
+
+/* The fields that differ between old and new (what a merge patch from old to new would touch:
+ * changed or added keys, and removed ones). */
+static json_t *fieldset_diff(json_t *old, json_t *new, enum fs_level lv)
+{
+    json_t *fs = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(new, k, v)
+    {
+        if (fs_skip(lv, k))
+            continue;
+        json_t *ov = json_object_get(old, k);
+        if (ov && json_equal(ov, v))
+            continue;
+        if (json_is_object(v) && json_object_size(v)) {
+            json_t *sub = json_is_object(ov) ? fieldset_diff(ov, v, fs_child(lv, k)) : fieldset(v, fs_child(lv, k));
+            if (!json_object_size(sub) && (json_is_object(ov) || fs_child(lv, k) == FS_META)) {
+                json_decref(sub);
+                continue;
+            }
+            fs_set(fs, k, sub);
+        } else {
+            fs_set(fs, k, json_object());
+        }
+    }
+    json_object_foreach(old, k, v)
+    {
+        if (!fs_skip(lv, k) && !json_object_get(new, k))
+            fs_set(fs, k, json_object());
     }
     return fs;
 }
@@ -556,35 +658,12 @@ void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, con
     if (old && mf && !json_equal(mf, old_mf))
         return;
     json_t *list = json_is_array(mf) ? json_deep_copy(mf) : json_is_array(old_mf) ? json_deep_copy(old_mf) : json_array();
-    json_t *content = json_deep_copy(obj);
-    json_object_del(content, "apiVersion");
-    json_object_del(content, "kind");
-    json_t *cm = kc_jmeta(content);
-    static const char *server_meta[] = {"uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
-                                        "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds"};
-    for (size_t i = 0; i < sizeof server_meta / sizeof server_meta[0]; i++)
-        json_object_del(cm, server_meta[i]);
-    if (!json_object_size(cm))
-        json_object_del(content, "metadata");
-    if (old) {
-        /* an Update records what changed; keep it simple: the fields of the new object that differ */
-        json_t *diff = NULL;
-        json_t *oc = json_deep_copy(old);
-        json_object_del(oc, "apiVersion");
-        json_object_del(oc, "kind");
-        kc_merge_patch_diff(oc, content, &diff);
-        json_decref(oc);
-        if (diff && !strcmp(operation, "Update")) {
-            json_decref(content);
-            content = diff;
-        } else
-            json_decref(diff);
-    }
+    /* an Update records what changed; a create or an Apply, every field it sets */
+    json_t *fields = old && !strcmp(operation, "Update") ? fieldset_diff(old, obj, FS_TOP) : fieldset(obj, FS_TOP);
     char now[32];
     kc_now_rfc3339(now, sizeof now);
     json_t *entry = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "manager", manager, "operation", operation, "apiVersion",
-                              api_version, "time", now, "fieldsType", "FieldsV1", "fieldsV1", fieldset(content));
-    json_decref(content);
+                              api_version, "time", now, "fieldsType", "FieldsV1", "fieldsV1", fields);
     size_t i;
     json_t *e;
     bool replaced = false;

@@ -287,6 +287,8 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char 
     return 0;
 }
 
+void kc_bootstrap_system_priority_classes(struct kc_server *srv);
+
 static void seed(struct kc_server *srv)
 {
     const struct kc_resource *nsr = kc_resource_find("", "v1", "namespaces");
@@ -642,6 +644,7 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     seed(srv);
+    kc_bootstrap_system_priority_classes(srv); /* bootstrap.c */
     if (srv->opts.kubelet_token_file[0]) {
         FILE *tf = fopen(srv->opts.kubelet_token_file, "r");
         char tok[1100] = "";

@@ -183,6 +183,31 @@ class PlacementTest(SchedulerTestCase):
                   lambda: [e for e in self.events(ns, reason="FailedCreate")
                            if "no PriorityClass with name no-such-class was found" in e["message"]], timeout=20)
 
+    def test_system_priority_classes_exist(self):
+        """The API server creates the two system classes at start, as upstream's bootstrap hook does."""
+        out = self.k("get", "priorityclasses", "--no-headers").stdout
+        self.assertRegex(out, r"(?m)^system-cluster-critical\s+2000000000\s+false\s+\S+\s+PreemptLowerPriority$")
+        self.assertRegex(out, r"(?m)^system-node-critical\s+2000001000\s+false\s+\S+\s+PreemptLowerPriority$")
+        d = json.loads(self.k("get", "priorityclass", "system-node-critical", "-o", "json").stdout)
+        self.assertEqual(d["description"], "Used for system critical pods that must not be moved from their current node.")
+        d = json.loads(self.k("get", "priorityclass", "system-cluster-critical", "-o", "json").stdout)
+        self.assertEqual(d["description"], "Used for system critical pods that must run in the cluster, but can be "
+                                           "moved to another node if necessary.")
+        # the "system-" prefix is reserved (upstream's IsKnownSystemPriorityClass)
+        p = self.k("apply", "-f", "-", input=priority_class("system-mine", 1000), ok=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("priority class names with 'system-' prefix are reserved for system use only. error: "
+                      "system-mine is not a known system priority class", p.stderr)
+        # a pod in kube-system resolves the class to its value
+        ns = "kube-system"
+        self.k("run", "crit", "-n", ns, "--image=nginx:1.25", "--restart=Never",
+               "--overrides", json.dumps({"spec": {"priorityClassName": "system-cluster-critical"}}))
+        try:
+            pod = json.loads(self.k("get", "pod", "crit", "-n", ns, "-o", "json").stdout)
+            self.assertEqual(pod["spec"]["priority"], 2000000000)
+        finally:
+            self.k("delete", "pod", "crit", "-n", ns, "--wait=false")
+
     def test_node_selector_matching_nothing_stays_pending(self):
         ns = self.ns("nosel")
         self.apply(ns, deployment("nosel", extra_spec={"nodeSelector": {"disktype": "ssd"}}))
