@@ -232,7 +232,8 @@ static void test_image_pull_backoff(void **state)
     assert_string_equal(waiting_reason(cstat(st, 0)), "ImagePullBackOff");
     assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(cstat(st, 0), "state"),
                                                                           "waiting"), "message")),
-                        "Back-off pulling image \"nginx\"");
+                        "Back-off pulling image \"nginx\": ErrImagePull: rpc error: code = NotFound desc = failed to "
+                        "pull and unpack image \"nginx\": simulated pull failure (sim runtime)");
     json_decref(st);
     assert_int_equal(wake, T0 + 10000);
     run_until(f, T0 + 700000);
