@@ -15,4 +15,7 @@ int kc_timeline_main(int argc, char **argv);
  * not start, 3 pods stuck / timeout / cleanup not finished. */
 int kc_stress_main(int argc, char **argv);
 
+/* kubec datastore migrate --from DIR --to etcd://... (src/tools/datastore.c, docs/ha.md). */
+int kc_datastore_main(int argc, char **argv);
+
 #endif
