@@ -10,8 +10,9 @@
  * connections closed after --idle-timeout (watches exempt), connections
  * per client address capped by --max-connections-per-ip.
  *
- * Authentication: a bearer token (the admin token from the data dir);
- * /healthz, /livez and /readyz answer without one. Overload: at most
+ * Authentication: a bearer token (the admin token from the data dir), or
+ * the node credential of the join token with node rights (kc_pki_node_may,
+ * else 403); /healthz, /livez, /readyz and GET /cacerts answer without one. Overload: at most
  * --max-requests-inflight non-mutating and --max-mutating-requests-inflight
  * mutating requests at once (watches excluded); beyond that 429 with
  * Retry-After, as upstream's max-in-flight filter.
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pki/pki.h"
 #include "util/log.h"
 
 struct conn_ctx {
@@ -111,14 +113,42 @@ static bool is_health(const char *url)
     return false;
 }
 
-static bool authorized(struct MHD_Connection *c, struct kc_server *srv)
+static bool token_is(const char *tok, const char *want)
+{
+    size_t n = want ? strlen(want) : 0;
+    return n && strlen(tok) == n && CRYPTO_memcmp(tok, want, n) == 0;
+}
+
+/* 2 = admin token, 1 = the join token's node credential (node rights: kc_pki_node_may), 0 = neither. */
+static int authorized(struct MHD_Connection *c, struct kc_server *srv)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7))
-        return false;
-    const char *tok = h + 7;
-    size_t n = strlen(srv->token);
-    return strlen(tok) == n && CRYPTO_memcmp(tok, srv->token, n) == 0;
+        return 0;
+    return token_is(h + 7, srv->token) ? 2 : token_is(h + 7, srv->join_cred) ? 1 : 0;
+}
+
+/* GET /cacerts without authentication, as k3s: the CA a joining agent verifies against the hash in its
+ * join token before trusting it (ca.crt's bytes, which the hash covers). */
+static enum MHD_Result send_cacerts(struct MHD_Connection *c, struct kc_server *srv)
+{
+    char path[600];
+    struct kc_resp resp = {0};
+    snprintf(path, sizeof path, "%s/ca.crt", srv->opts.data_dir);
+    FILE *f = fopen(path, "re");
+    char *b = malloc(64 * 1024);
+    size_t n = f && b ? fread(b, 1, 64 * 1024, f) : 0;
+    if (f)
+        fclose(f);
+    if (n)
+        kc_resp_raw(&resp, 200, "application/x-pem-file", b, n);
+    else {
+        free(b);
+        kc_resp_status(&resp, 404, "NotFound", "no CA certificate", NULL, NULL, NULL, NULL);
+    }
+    enum MHD_Result ret = send_resp(c, srv, &resp);
+    kc_resp_release(&resp);
+    return ret;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -146,8 +176,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         kc_resp_raw(&resp, 200, "text/plain; charset=utf-8", strdup("ok"), 2);
         return send_resp(c, srv, &resp);
     }
-    if (!authorized(c, srv)) {
+    if (!strcmp(url, "/cacerts") && !strcmp(method, "GET"))
+        return send_cacerts(c, srv);
+    int who = authorized(c, srv);
+    if (!who) {
         kc_resp_status(&resp, 401, "Unauthorized", "Unauthorized", NULL, NULL, NULL, NULL);
+        return send_resp(c, srv, &resp);
+    }
+    if (who == 1 && !kc_pki_node_may(method, url)) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "%s %.500s is forbidden: User \"system:node\" (join token) may only act on nodes, "
+                 "pods, events, node leases and read what pods use", method, url);
+        kc_resp_status(&resp, 403, "Forbidden", msg, NULL, NULL, NULL, NULL);
         return send_resp(c, srv, &resp);
     }
     if (cc->too_large) {

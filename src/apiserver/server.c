@@ -613,6 +613,13 @@ int kc_server_main(int argc, char **argv)
         return 1;
     }
     srv->token = pki.token;
+    char *join_token = NULL; /* agents join with it: kubec agent --server URL --token TOKEN */
+    if (kc_pki_join_token(srv->opts.data_dir, &join_token, &srv->join_cred, &err))
+        kc_error("apiserver", "join token: %s", err.message);
+    else
+        kc_info("apiserver", "Node join token in %s/node-token (kubec agent --server URL --token $(cat it))",
+                srv->opts.data_dir);
+    free(join_token);
     const char *url_host = (!*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::")) ? "127.0.0.1" : host;
     if (strchr(url_host, ':'))
         snprintf(srv->server_url, sizeof srv->server_url, "https://[%s]:%s", url_host, port);
@@ -708,6 +715,7 @@ int kc_server_main(int argc, char **argv)
     free(srv->opts.disable);
     kc_pki_release(&pki);
     free(srv->kubelet_token);
+    free(srv->join_cred);
     free(srv);
     (void)dummy;
     return 0;

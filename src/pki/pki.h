@@ -37,4 +37,22 @@ int kc_pki_write_kubeconfig(const char *path, const char *server_url, const stru
 /* SHA-256 of the CA PEM as lowercase hex (65 bytes incl. NUL), for join tokens. */
 void kc_pki_ca_hash(const struct kc_pki *p, char out[65]);
 
+/* ---- node join tokens (jointoken.c), as k3s: K10<sha256 hex of ca.crt>::<node credential> ---- */
+#include <stdbool.h>
+
+/* Loads or creates <dir>/node-token (0600) for the ca.crt in dir: *token_out the full join token,
+ * *cred_out the node credential after "::" ("node:<64 hex>"), the bearer token the API server accepts
+ * with node rights. Both malloc'd. */
+int kc_pki_join_token(const char *dir, char **token_out, char **cred_out, struct kc_err *err);
+/* Splits a join token: hash (64 lowercase hex + NUL) and credential (at most credn-1 bytes). */
+int kc_pki_join_parse(const char *token, char hash[65], char *cred, size_t credn, struct kc_err *err);
+/* 0 if sha256(ca_pem[0..len)) is want_hash, else KC_EINVALID with a message naming both hashes. */
+int kc_pki_join_verify_ca(const char *want_hash, const char *ca_pem, size_t len, struct kc_err *err);
+void kc_pki_sha256_hex(const void *data, size_t len, char out[65]);
+/* Whether a request (method, path with optional query) is allowed with a node credential: its Node
+ * (any), pods (read, status, delete; no create), events, Leases in kube-node-lease, read-only access to
+ * secrets/configmaps/services/... and discovery. Everything else is 403 (upstream's Node authorizer in
+ * spirit; not yet scoped to the node's own objects). */
+bool kc_pki_node_may(const char *method, const char *path);
+
 #endif
