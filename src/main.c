@@ -30,6 +30,7 @@ static const struct kc_cmd cmds[] = {
     {"agent", kc_agent_main, "run the node agent (simulated nodes) against an API server (--kubeconfig)"},
     {"images", kc_image_cli_main, "pull, list and prune images in a node's image store (--local DIR)"},
     {"timeline", kc_timeline_main, "show where a Deployment's creation or rollout spent its time"},
+    {"scheduler-profile", kc_scheduler_profile_main, "per-plugin latency profile of the running scheduler (--duration)"},
     {"stress", kc_stress_main, "creation-chain stress test: many Deployments at once, per-stage latency"},
     {"datastore", kc_datastore_main, "datastore migrate --from DIR --to etcd://...: move an embedded store into etcd"},
     {"version", cmd_version, "print the version"},

@@ -1057,8 +1057,10 @@ bool kc_filter_node_timed(const struct kc_snapshot *s, const struct kc_spod *p, 
         bool ok = filters[i].fn(s, p, n, r);
         if (plugin_s)
             plugin_s[i] += kc_mono_now() - t0;
-        if (!ok)
+        if (!ok) {
+            r->plugin = i;
             return false;
+        }
     }
     return true;
 }
@@ -1073,6 +1075,22 @@ bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const 
 
 enum { SC_FIT, SC_BALANCED, SC_IMAGE, SC_NODEAFF, SC_TAINT, SC_SPREAD, SC_PODAFF, SC_N };
 static const int weights[SC_N] = {1, 1, 1, 2, 3, 2, 2};
+static const char *const score_names[SC_N] = {"NodeResourcesFit", "NodeResourcesBalancedAllocation", "ImageLocality",
+                                              "NodeAffinity",     "TaintToleration",
+                                              "PodTopologySpread", "InterPodAffinity"};
+_Static_assert(SC_N == KC_NSCORES, "KC_NSCORES");
+
+const char *kc_score_plugin_name(int i) { return i >= 0 && i < SC_N ? score_names[i] : ""; }
+
+/* Adds the time since *t to ts[j] and restarts *t (timed attempts only: ts is NULL otherwise). */
+static inline void score_lap(double *ts, int j, double *t)
+{
+    if (ts) {
+        double now = kc_mono_now();
+        ts[j] += now - *t;
+        *t = now;
+    }
+}
 
 /* Non-zero request defaults for scoring (upstream: 100m CPU, 200Mi memory). */
 static void score_req(const struct kc_spod *p, int64_t *cpu, int64_t *mem)
@@ -1081,8 +1099,10 @@ static void score_req(const struct kc_spod *p, int64_t *cpu, int64_t *mem)
     *mem = p->req.mem ? p->req.mem : 200LL * 1024 * 1024;
 }
 
-static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc)
+static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc,
+                       double *ts)
 {
+    double tl = ts ? kc_mono_now() : 0; /* lap start */
     int64_t cpu, mem;
     score_req(p, &cpu, &mem);
     double fc = n->alloc.cpu_m ? (double)(n->used.cpu_m + cpu) / (double)n->alloc.cpu_m : 1.0;
@@ -1092,8 +1112,10 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     if (fm > 1)
         fm = 1;
     sc[SC_FIT] = ((1 - fc) * 100 + (1 - fm) * 100) / 2;
+    score_lap(ts, SC_FIT, &tl);
     double mean = (fc + fm) / 2, sd = sqrt(((fc - mean) * (fc - mean) + (fm - mean) * (fm - mean)) / 2);
     sc[SC_BALANCED] = (1 - sd) * 100;
+    score_lap(ts, SC_BALANCED, &tl);
     /* ImageLocality: share of the pod's images already on the node (pre-warmed nodes win) */
     size_t i, total = (size_t)p->nimages, have = 0;
     json_t *c;
@@ -1110,6 +1132,7 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
         }
     }
     sc[SC_IMAGE] = total ? 100.0 * (double)have / (double)total : 0;
+    score_lap(ts, SC_IMAGE, &tl);
     /* preferred node affinity: sum of matching weights */
     double w = 0;
     json_t *pref;
@@ -1117,6 +1140,7 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
         if (node_term_matches(json_object_get(pref, "preference"), n->labels, n->name))
             w += (double)json_integer_value(json_object_get(pref, "weight"));
     sc[SC_NODEAFF] = w;
+    score_lap(ts, SC_NODEAFF, &tl);
     /* PreferNoSchedule taints not tolerated (fewer is better: negated, normalised later) */
     double bad = 0;
     json_t *t;
@@ -1127,6 +1151,7 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
             bad++;
     }
     sc[SC_TAINT] = -bad;
+    score_lap(ts, SC_TAINT, &tl);
     /* ScheduleAnyway topology spread: lower skew is better */
     double skew = 0;
     json_array_foreach(p->spread, i, c)
@@ -1138,6 +1163,7 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
         skew += k < 0 ? 1000 : (double)k;
     }
     sc[SC_SPREAD] = -skew;
+    score_lap(ts, SC_SPREAD, &tl);
     /* preferred inter-pod affinity / anti-affinity */
     double aff = 0;
     json_array_foreach(p->aff_pref, i, pref)
@@ -1147,12 +1173,13 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
         if (domain_has_match(s, n, json_object_get(pref, "podAffinityTerm"), p->ns, p->uid))
             aff -= (double)json_integer_value(json_object_get(pref, "weight"));
     sc[SC_PODAFF] = aff;
+    score_lap(ts, SC_PODAFF, &tl);
 }
 
 int64_t kc_score_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n)
 {
     double sc[SC_N];
-    raw_scores(s, p, n, sc);
+    raw_scores(s, p, n, sc, NULL);
     return (int64_t)(sc[SC_FIT] * weights[SC_FIT] + sc[SC_BALANCED] * weights[SC_BALANCED] +
                      sc[SC_IMAGE] * weights[SC_IMAGE]);
 }
@@ -1300,6 +1327,9 @@ void kc_schedule_thread_release(void)
     scratch_cap = 0;
 }
 
+static void postfilter(const struct kc_snapshot *s, const struct kc_spod *p, struct reason_count *rc, int nrc,
+                       const struct kc_filter_result *fr, struct kc_sched_result *out);
+
 static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, unsigned *rr, struct kc_sched_result *out)
 {
     bool timed = out->time_plugins;
@@ -1340,19 +1370,28 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
     struct kc_filter_result *fr = fr_buf;
     size_t *feas = feas_buf; /* indices of feasible nodes, in visiting order */
     double (*raw)[SC_N] = raw_buf;
-    size_t nfeasible = 0;
-    for (size_t k = 0; k < s->n; k++) {
-        size_t i = (start + k) % s->n;
+    size_t nfeasible = 0, visited = 0;
+    unsigned failed_at[KC_NFILTERS] = {0}; /* nodes rejected by each filter plugin: gives the calls */
+    while (visited < s->n) {
+        size_t i = (start + visited++) % s->n;
         if (kc_filter_node_timed(s, p, &s->nodes[i], &fr[i], timed ? out->plugin_s : NULL)) {
-            raw_scores(s, p, &s->nodes[i], raw[nfeasible]);
+            raw_scores(s, p, &s->nodes[i], raw[nfeasible], timed ? out->score_plugin_s : NULL);
             feas[nfeasible++] = i;
             if (nfeasible >= want)
                 break;
         } else {
+            failed_at[fr[i].plugin]++;
             for (int j = 0; j < fr[i].n; j++)
                 count_reason(rc, &nrc, fr[i].reasons[j]);
         }
     }
+    /* filters run in order and stop at the first that fails: plugin j saw every visited node not
+     * rejected by an earlier one */
+    for (int j = 0, reach = (int)visited; j < KC_NFILTERS; j++) {
+        out->filter_calls[j] = (unsigned)reach;
+        reach -= (int)failed_at[j];
+    }
+    out->score_calls = (unsigned)nfeasible;
     out->filter_s = kc_mono_now() - t_filter;
     if (nfeasible) {
         double t_score = kc_mono_now();
@@ -1387,6 +1426,16 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
         memo_attempt = 0;
         return;
     }
+    double t_post = kc_mono_now();
+    postfilter(s, p, rc, nrc, fr, out);
+    out->postfilter_s = kc_mono_now() - t_post;
+}
+
+/* No node fits: the FailedScheduling message and, unless the pod may not preempt, victim selection
+ * (upstream's PostFilter, DefaultPreemption). */
+static void postfilter(const struct kc_snapshot *s, const struct kc_spod *p, struct reason_count *rc, int nrc,
+                       const struct kc_filter_result *fr, struct kc_sched_result *out)
+{
     qsort(rc, (size_t)nrc, sizeof *rc, cmp_reason);
     int len = snprintf(out->message, sizeof out->message, "0/%zu nodes are available: ", s->n);
     for (int i = 0; i < nrc && len < (int)sizeof out->message; i++)

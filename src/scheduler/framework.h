@@ -93,11 +93,15 @@ void kc_res_from_list(json_t *resource_list, struct kc_res *out);
 struct kc_filter_result {
     const char *reasons[4];
     int n;
+    int plugin; /* index of the filter plugin that failed (when the node does not fit) */
 };
 
 #define KC_NFILTERS 7
+#define KC_NSCORES 7
 /* Filter plugin i's upstream name ("NodeResourcesFit", ...). */
 const char *kc_filter_plugin_name(int i);
+/* Score plugin i's upstream name ("NodeResourcesFit", "NodeResourcesBalancedAllocation", ...). */
+const char *kc_score_plugin_name(int i);
 /* Like kc_filter_node, adding each filter plugin's run time to plugin_s[i] (KC_NFILTERS entries). */
 bool kc_filter_node_timed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
                           struct kc_filter_result *r, double *plugin_s);
@@ -115,10 +119,15 @@ struct kc_sched_result {
     int nominated;
     struct kc_spod *victims[64];
     int nvictims;
-    /* timing: set time_plugins before the call to get per-filter-plugin times (sampled attempts) */
+    /* timing: set time_plugins before the call to get per-plugin times (sampled attempts) */
     bool time_plugins;
-    double plugin_s[KC_NFILTERS];
-    double filter_s, score_s;
+    double plugin_s[KC_NFILTERS];       /* filter plugins (timed attempts only) */
+    double score_plugin_s[KC_NSCORES];  /* score plugins (timed attempts only) */
+    double filter_s, score_s, postfilter_s; /* every attempt; postfilter = preemption and the message */
+    /* calls of each plugin in this attempt (every attempt; filters stop at the first failing plugin,
+     * score plugins run once per feasible node) */
+    unsigned filter_calls[KC_NFILTERS];
+    unsigned score_calls;
 };
 
 /* Filters all nodes, scores the feasible ones, picks the best (ties broken by rotating start index

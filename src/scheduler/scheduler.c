@@ -18,6 +18,16 @@
  * nominated pods on their nodes, so the room freed for the preemptor is not
  * taken by the victims' own replacements; and the preemptor does not preempt
  * again while a lower-priority pod on its nominated node is still terminating.
+ *
+ * Profile (for `kubec scheduler-profile`): exact call counts of every filter and
+ * score plugin, their times on the timed attempts (10 % of attempts, as upstream
+ * samples, plus every attempt of a pod that has already spent PROF_SLOW_S), and
+ * per pod the total algorithm time and the plugin that dominated it. A publisher
+ * thread writes them, once a second while anything changed, as JSON into the
+ * ConfigMap kube-system/kubec-scheduler-profile-<schedulerName>, so the tool reads
+ * them through the API server whether the scheduler runs in `kubec server` or as
+ * `kubec scheduler`. Slowest pods: each second's 16 slowest go into a ring of the
+ * last PROF_RING records (the tool polls and merges them by sequence number).
  */
 #include "scheduler/scheduler.h"
 
@@ -38,6 +48,10 @@
 #define BACKOFF_INITIAL_S 1.0
 #define BACKOFF_MAX_S 10.0
 #define UNSCHEDULABLE_FLUSH_S 60.0
+#define PROF_SLOW_S 0.005  /* a pod that has spent this much in the algorithm is timed per plugin from then on */
+#define PROF_EPOCH_TOP 16  /* slowest pods kept per publish interval */
+#define PROF_RING 128      /* slowest-pod records published (the last 8 intervals) */
+#define PROF_NPLUG (KC_NFILTERS + KC_NSCORES + 1) /* filters, scores, then DefaultPreemption (PostFilter) */
 
 enum qstate { Q_ACTIVE = 1, Q_BACKOFF, Q_UNSCHED, Q_INFLIGHT };
 
@@ -52,6 +66,32 @@ struct qent {
     size_t heap_idx;
     bool dirty;          /* updated while in flight */
     char *nominated;     /* node it preempted victims on (status.nominatedNodeName), or NULL */
+    /* profile: algorithm time over all attempts, split by extension point (filter, score, postfilter)
+     * and, for the timed attempts, by plugin */
+    double prof_s, prof_ep[3], prof_plug[PROF_NPLUG];
+    bool prof_timed;
+};
+
+/* One slow pod for the profile. */
+struct prof_rec {
+    unsigned long long seq; /* order in which pods finished scheduling */
+    char pod[192];          /* ns/name */
+    double seconds;
+    int attempts;
+    int dominant;           /* index into the plugin rows, or -1 - extension point when never timed */
+    double dominant_s;
+};
+
+struct sched_profile {
+    unsigned long long calls[PROF_NPLUG], timed_calls[PROF_NPLUG];
+    double timed_s[PROF_NPLUG];
+    unsigned long long attempts, timed_attempts, finished;
+    double attempt_s;
+    struct prof_rec epoch[PROF_EPOCH_TOP]; /* slowest since the last publish */
+    int nepoch;
+    struct prof_rec ring[PROF_RING];
+    size_t ring_next;                      /* total records ever pushed */
+    unsigned long long published_attempts; /* attempts at the last publish */
 };
 
 struct bind_job {
@@ -89,6 +129,9 @@ struct kc_scheduler {
     struct kc_recorder *rec;
     unsigned long attempts;
     struct kc_family *m_pending, *m_attempts, *m_attempt_dur, *m_preempt, *m_plugin, *m_extpoint;
+    struct sched_profile prof; /* under mu */
+    pthread_t publisher;
+    pthread_cond_t pcond;
 };
 
 /* ---------- metrics (upstream names; pkg/scheduler/metrics) ---------- */
@@ -135,9 +178,185 @@ static void sched_metrics_attempt(struct kc_scheduler *s, const struct kc_sched_
         kc_metric_observe(s->m_extpoint, r->score_s, "Score", "Success", s->sched_name);
     if (r->nominated >= 0)
         kc_metric_inc(s->m_preempt, 1);
-    if (r->time_plugins)
+    if (r->time_plugins) {
         for (int i = 0; i < KC_NFILTERS; i++)
-            kc_metric_observe(s->m_plugin, r->plugin_s[i], kc_filter_plugin_name(i), "Filter", "Success");
+            if (r->filter_calls[i])
+                kc_metric_observe(s->m_plugin, r->plugin_s[i], kc_filter_plugin_name(i), "Filter", "Success");
+        for (int i = 0; i < KC_NSCORES; i++)
+            if (r->score_calls)
+                kc_metric_observe(s->m_plugin, r->score_plugin_s[i], kc_score_plugin_name(i), "Score", "Success");
+    }
+}
+
+/* ---------- profile ---------- */
+
+static const char *prof_plugin_name(int i)
+{
+    return i < KC_NFILTERS ? kc_filter_plugin_name(i)
+           : i < KC_NFILTERS + KC_NSCORES ? kc_score_plugin_name(i - KC_NFILTERS)
+                                           : "DefaultPreemption";
+}
+
+static const char *prof_ext_point(int i)
+{
+    return i < KC_NFILTERS ? "Filter" : i < KC_NFILTERS + KC_NSCORES ? "Score" : "PostFilter";
+}
+
+/* Adds one attempt of e to the profile (under mu). */
+static void prof_attempt(struct kc_scheduler *s, struct qent *e, const struct kc_sched_result *r, double seconds)
+{
+    struct sched_profile *pf = &s->prof;
+    pf->attempts++;
+    pf->attempt_s += seconds;
+    for (int i = 0; i < KC_NFILTERS; i++)
+        pf->calls[i] += r->filter_calls[i];
+    for (int i = 0; i < KC_NSCORES; i++)
+        pf->calls[KC_NFILTERS + i] += r->score_calls;
+    bool post = r->node < 0 && s->snap.n > 0; /* no node fit: the post-filter ran */
+    pf->calls[PROF_NPLUG - 1] += post;
+    e->prof_s += seconds;
+    e->prof_ep[0] += r->filter_s;
+    e->prof_ep[1] += r->score_s;
+    e->prof_ep[2] += r->postfilter_s;
+    if (post) { /* the post-filter is timed on every attempt that runs it */
+        pf->timed_calls[PROF_NPLUG - 1]++;
+        pf->timed_s[PROF_NPLUG - 1] += r->postfilter_s;
+        e->prof_plug[PROF_NPLUG - 1] += r->postfilter_s;
+    }
+    if (!r->time_plugins)
+        return;
+    pf->timed_attempts++;
+    e->prof_timed = true;
+    for (int i = 0; i < KC_NFILTERS; i++) {
+        pf->timed_calls[i] += r->filter_calls[i];
+        pf->timed_s[i] += r->plugin_s[i];
+        e->prof_plug[i] += r->plugin_s[i];
+    }
+    for (int i = 0; i < KC_NSCORES; i++) {
+        pf->timed_calls[KC_NFILTERS + i] += r->score_calls;
+        pf->timed_s[KC_NFILTERS + i] += r->score_plugin_s[i];
+        e->prof_plug[KC_NFILTERS + i] += r->score_plugin_s[i];
+    }
+}
+
+/* e was scheduled: keep it if it is among the slowest of this publish interval (under mu). */
+static void prof_finished(struct kc_scheduler *s, const struct qent *e)
+{
+    struct sched_profile *pf = &s->prof;
+    struct prof_rec rec = {.seq = ++pf->finished, .seconds = e->prof_s, .attempts = e->attempts + 1, .dominant = -1};
+    snprintf(rec.pod, sizeof rec.pod, "%s", e->key);
+    if (e->prof_timed || e->prof_plug[PROF_NPLUG - 1] > 0) {
+        for (int i = 0; i < PROF_NPLUG; i++)
+            if (e->prof_plug[i] > rec.dominant_s) {
+                rec.dominant = i;
+                rec.dominant_s = e->prof_plug[i];
+            }
+    }
+    if (rec.dominant < 0 || !e->prof_timed) { /* no per-plugin times: name the extension point */
+        int ep = e->prof_ep[1] > e->prof_ep[0] ? 1 : 0;
+        ep = e->prof_ep[2] > e->prof_ep[ep] ? 2 : ep;
+        if (rec.dominant < 0 || ep != 2) {
+            rec.dominant = -1 - ep;
+            rec.dominant_s = e->prof_ep[ep];
+        }
+    }
+    int slot = pf->nepoch;
+    if (pf->nepoch == PROF_EPOCH_TOP) { /* replace the fastest kept, if this one is slower */
+        slot = 0;
+        for (int i = 1; i < PROF_EPOCH_TOP; i++)
+            if (pf->epoch[i].seconds < pf->epoch[slot].seconds)
+                slot = i;
+        if (pf->epoch[slot].seconds >= rec.seconds)
+            return;
+    } else {
+        pf->nepoch++;
+    }
+    pf->epoch[slot] = rec;
+}
+
+static int cmp_rec_slowest(const void *a, const void *b)
+{
+    double x = ((const struct prof_rec *)a)->seconds, y = ((const struct prof_rec *)b)->seconds;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The published document (under mu): counters since start, and the kept slowest pods. */
+static json_t *prof_json(struct kc_scheduler *s)
+{
+    struct sched_profile *pf = &s->prof;
+    qsort(pf->epoch, (size_t)pf->nepoch, sizeof *pf->epoch, cmp_rec_slowest);
+    for (int i = 0; i < pf->nepoch; i++)
+        pf->ring[pf->ring_next++ % PROF_RING] = pf->epoch[i];
+    pf->nepoch = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    json_t *plugins = json_array(), *slow = json_array();
+    for (int i = 0; i < PROF_NPLUG; i++)
+        json_array_append_new(plugins, json_pack("{s:s,s:s,s:I,s:I,s:f}", "plugin", prof_plugin_name(i),
+                                                 "extensionPoint", prof_ext_point(i), "calls", (json_int_t)pf->calls[i],
+                                                 "timedCalls", (json_int_t)pf->timed_calls[i], "timedSeconds",
+                                                 pf->timed_s[i]));
+    size_t n = pf->ring_next < PROF_RING ? pf->ring_next : PROF_RING;
+    for (size_t i = 0; i < n; i++) {
+        const struct prof_rec *r = &pf->ring[i];
+        static const char *eps[] = {"Filter", "Score", "PostFilter"};
+        json_array_append_new(slow, json_pack("{s:I,s:s,s:f,s:i,s:s,s:s,s:b,s:f}", "seq", (json_int_t)r->seq, "pod",
+                                              r->pod, "seconds", r->seconds, "attempts", r->attempts, "dominant",
+                                              r->dominant >= 0 ? prof_plugin_name(r->dominant) : "",
+                                              "extensionPoint",
+                                              r->dominant >= 0 ? prof_ext_point(r->dominant) : eps[-1 - r->dominant],
+                                              "sampled", r->dominant >= 0, "dominantSeconds", r->dominant_s));
+    }
+    pf->published_attempts = pf->attempts;
+    return json_pack("{s:s,s:f,s:I,s:I,s:I,s:f,s:o,s:o}", "scheduler", s->sched_name, "time",
+                     (double)now.tv_sec + now.tv_nsec / 1e9, "attempts", (json_int_t)pf->attempts, "timedAttempts",
+                     (json_int_t)pf->timed_attempts, "finished", (json_int_t)pf->finished, "attemptSeconds",
+                     pf->attempt_s, "plugins", plugins, "slowest", slow);
+}
+
+/* Writes the document into the ConfigMap (replace, or create the first time). */
+static void prof_publish(struct kc_scheduler *s, json_t *doc)
+{
+    char name[253], path[600];
+    snprintf(name, sizeof name, "kubec-scheduler-profile-%.200s", s->sched_name);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (!text)
+        return;
+    json_t *cm = json_pack("{s:s,s:s,s:{s:s,s:s,s:{s:s}},s:{s:s}}", "apiVersion", "v1", "kind", "ConfigMap",
+                           "metadata", "name", name, "namespace", "kube-system", "labels", "app.kubernetes.io/component",
+                           "kube-scheduler", "data", "profile.json", text);
+    free(text);
+    struct kc_err err = {0};
+    kc_path(path, sizeof path, "", "v1", "configmaps", "kube-system", name, NULL);
+    int rc = kc_client_update(s->c, path, cm, NULL, &err);
+    if (rc == KC_ENOTFOUND) {
+        kc_path(path, sizeof path, "", "v1", "configmaps", "kube-system", NULL, NULL);
+        rc = kc_client_create(s->c, path, cm, NULL, &err);
+    }
+    if (rc && rc != KC_EEXISTS && rc != KC_ECONFLICT)
+        kc_warn("scheduler", "publishing the profile (kube-system/%s): %s", name, err.message);
+    json_decref(cm);
+}
+
+static void *prof_publisher(void *arg)
+{
+    struct kc_scheduler *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&s->pcond, &s->mu, &dl);
+        if (s->stop || s->prof.attempts == s->prof.published_attempts)
+            continue; /* idle: nothing new, no write */
+        json_t *doc = prof_json(s);
+        pthread_mutex_unlock(&s->mu);
+        prof_publish(s, doc);
+        json_decref(doc);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static void sched_collect(void *ctx)
@@ -715,7 +934,9 @@ static void *sched_loop(void *arg)
             continue;
         }
         struct kc_sched_result r = {0};
-        r.time_plugins = (s->attempts++ % 10) == 0; /* per-plugin timing on 10% of attempts, as upstream samples */
+        /* per-plugin timing on 10% of attempts, as upstream samples, and on every attempt of a pod that is
+         * already slow (the profile names the plugin that dominated it) */
+        r.time_plugins = (s->attempts++ % 10) == 0 || e->prof_s >= PROF_SLOW_S;
         double t_attempt = now_s();
         size_t nom_added = s->nnoms ? nominated_add(s, e, p) : 0;
         kc_schedule(&s->snap, p, &s->rr, &r);
@@ -730,8 +951,11 @@ static void *sched_loop(void *arg)
         } else if (r.node < 0 && r.nominated < 0 && !p->preempt_never) {
             nominate(s, e, NULL); /* preemption found no candidate: the old nomination is void, as upstream */
         }
-        sched_metrics_attempt(s, &r, now_s() - t_attempt);
+        double took = now_s() - t_attempt;
+        sched_metrics_attempt(s, &r, took);
+        prof_attempt(s, e, &r, took);
         if (r.node >= 0) {
+            prof_finished(s, e);
             const char *had = jstr(e->pod, "status.nominatedNodeName");
             bool clear_nom = e->nominated || (had && *had);
             nominate(s, e, NULL); /* bound soon: its reservation is the assumed pod now */
@@ -822,6 +1046,8 @@ int kc_scheduler_start(struct kc_client *c, const struct kc_sched_opts *o, struc
     for (int i = 0; i < s->nbinders; i++)
         pthread_create(&s->binders[i], NULL, binder, s);
     pthread_create(&s->thread, NULL, sched_loop, s);
+    pthread_cond_init(&s->pcond, NULL);
+    pthread_create(&s->publisher, NULL, prof_publisher, s);
     *out = s;
     return 0;
 }
@@ -834,12 +1060,18 @@ void kc_scheduler_stop(struct kc_scheduler *s)
     pthread_mutex_lock(&s->mu);
     s->stop = true;
     pthread_cond_broadcast(&s->cond);
+    if (s->publisher)
+        pthread_cond_broadcast(&s->pcond);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->bmu);
     pthread_cond_broadcast(&s->bcond);
     pthread_mutex_unlock(&s->bmu);
     if (s->thread)
         pthread_join(s->thread, NULL);
+    if (s->publisher) {
+        pthread_join(s->publisher, NULL);
+        pthread_cond_destroy(&s->pcond);
+    }
     for (int i = 0; s->binders && i < s->nbinders; i++)
         pthread_join(s->binders[i], NULL);
     free(s->binders);

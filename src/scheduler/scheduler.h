@@ -30,5 +30,8 @@ int kc_scheduler_start(struct kc_client *c, const struct kc_sched_opts *o, struc
 void kc_scheduler_stop(struct kc_scheduler *s);
 void kc_scheduler_stats(struct kc_scheduler *s, struct kc_sched_stats *out);
 int kc_scheduler_main(int argc, char **argv);
+/* `kubec scheduler-profile` (src/tools/schedprofile.c): reads the profile the scheduler publishes in
+ * kube-system/kubec-scheduler-profile-<schedulerName> over a window and prints per-plugin deltas. */
+int kc_scheduler_profile_main(int argc, char **argv);
 
 #endif

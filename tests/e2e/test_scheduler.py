@@ -208,6 +208,51 @@ class PlacementTest(SchedulerTestCase):
         finally:
             self.k("delete", "pod", "crit", "-n", ns, "--wait=false")
 
+    def test_scheduler_profile(self):
+        """`kubec scheduler-profile` over a short window while a Deployment's pods are scheduled: plugin rows with
+        calls, the slowest pods of that Deployment."""
+        ns = self.ns("prof")
+        prof = subprocess.Popen([harness.KUBEC, "scheduler-profile", "--duration", "4s", "--kubeconfig",
+                                 self.server.kubeconfig, "--top", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            time.sleep(0.8)  # the tool has taken its first reading
+            self.apply(ns, deployment("prof", replicas=12))
+            self.running_pods(ns, "prof", 12)
+            out, err = prof.communicate(timeout=30)
+        finally:
+            if prof.poll() is None:
+                prof.kill()
+                prof.communicate()
+        self.assertEqual(prof.returncode, 0, err)
+        lines = out.splitlines()
+        m = re.match(r"^Scheduler default-scheduler: (\d+) attempts \((\d+) timed per plugin\), (\d+) pods scheduled, "
+                     r"in [\d.]+ s", lines[0])
+        self.assertTrue(m, out)
+        self.assertGreaterEqual(int(m.group(3)), 10, out)  # the publish lag may leave the last pods out
+        self.assertRegex(out, r"(?m)^PLUGIN\s+EXTENSION POINT\s+CALLS\s+TIMED CALLS\s+TIMED TIME\s+AVG/CALL\s+EST. TIME$")
+        rows = {}
+        for line in lines:
+            f = line.split()
+            if len(f) == 7 and f[1] in ("Filter", "Score", "PostFilter") and f[2].isdigit():
+                rows[(f[0], f[1])] = int(f[2])
+        # 3 nodes, every plugin runs on each of them for each pod
+        for plugin in ("NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity", "NodeResourcesFit",
+                       "PodTopologySpread", "InterPodAffinity"):
+            self.assertGreaterEqual(rows.get((plugin, "Filter"), 0), 3 * int(m.group(3)), out)
+        for plugin in ("NodeResourcesFit", "NodeResourcesBalancedAllocation", "ImageLocality", "TaintToleration"):
+            self.assertGreater(rows.get((plugin, "Score"), 0), 0, out)
+        slow = lines[lines.index(next(l for l in lines if l.startswith("SLOWEST PODS"))) + 1:]
+        self.assertEqual(len(slow), 5, out)
+        for line in slow:
+            # the plugin that dominated, or only the extension point when none of its attempts was timed
+            self.assertRegex(line, r"^%s/prof-\S+\s+[\d.]+(ns|us|ms|s)\s+1\s+(\w+ \((Filter|Score), [\d.]+\w+\)|"
+                                   r"(Filter|Score) \([\d.]+\w+; plugins not timed\))$" % ns)
+        # the same data the tool reads: the upstream histogram on /metrics has Score plugins too
+        metrics = self.k("get", "--raw", "/metrics").stdout
+        self.assertRegex(metrics, r'scheduler_plugin_execution_duration_seconds_count\{plugin="ImageLocality",'
+                                  r'extension_point="Score",status="Success"\} [1-9]')
+
     def test_node_selector_matching_nothing_stays_pending(self):
         ns = self.ns("nosel")
         self.apply(ns, deployment("nosel", extra_spec={"nodeSelector": {"disktype": "ssd"}}))

@@ -276,6 +276,45 @@ static void test_failed_message_string_order(void **state)
     kc_snapshot_release(&s);
 }
 
+/* The profile's call counts: filters stop at the first failing plugin, so a cordoned node is seen by
+ * NodeUnschedulable only and a node without room by the filters up to NodeResourcesFit; each score plugin
+ * runs once per feasible node. */
+static void test_plugin_calls_counted(void **state)
+{
+    (void)state;
+    struct kc_snapshot s;
+    kc_snapshot_init(&s);
+    add_node(&s, node("a", "8", "8Gi", "{\"spec\":{\"unschedulable\":true}}"));
+    add_node(&s, node("b", "1", "8Gi", NULL));
+    add_node(&s, node("c", "8", "8Gi", NULL));
+    add_node(&s, node("d", "8", "8Gi", NULL));
+    json_t *pj = pod("p", "2", 0, NULL);
+    struct kc_spod *p = kc_spod_new(pj);
+    json_decref(pj);
+    struct kc_sched_result r = {0};
+    r.time_plugins = true;
+    unsigned rr = 0;
+    kc_schedule(&s, p, &rr, &r);
+    assert_true(r.node == 2 || r.node == 3);
+    static const unsigned want[KC_NFILTERS] = {4, 3, 3, 3, 3, 2, 2};
+    for (int i = 0; i < KC_NFILTERS; i++)
+        assert_int_equal(r.filter_calls[i], want[i]);
+    assert_string_equal(kc_filter_plugin_name(4), "NodeResourcesFit");
+    assert_int_equal(r.score_calls, 2);
+    assert_string_equal(kc_score_plugin_name(5), "PodTopologySpread");
+    double timed = 0;
+    for (int i = 0; i < KC_NSCORES; i++)
+        timed += r.score_plugin_s[i];
+    assert_true(timed > 0); /* time_plugins asked for per-plugin times */
+    /* not timed: no per-plugin times, the counts all the same */
+    struct kc_sched_result u = {0};
+    kc_schedule(&s, p, &rr, &u);
+    assert_int_equal(u.filter_calls[0], 4);
+    assert_true(u.plugin_s[0] == 0 && u.score_plugin_s[0] == 0);
+    kc_spod_free(p);
+    kc_snapshot_release(&s);
+}
+
 static void test_preemption_picks_fewest_lowest(void **state)
 {
     (void)state;
@@ -327,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_anti_affinity),
         cmocka_unit_test(test_failed_message_aggregates),
         cmocka_unit_test(test_failed_message_string_order),
+        cmocka_unit_test(test_plugin_calls_counted),
         cmocka_unit_test(test_preemption_picks_fewest_lowest),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
