@@ -335,6 +335,11 @@ class EtcdHATest(unittest.TestCase, harness.KubectlMixin):
         for p in body["items"]:
             self.assertTrue(p["spec"].get("nodeName", "").startswith("sim"), p["spec"])
             self.assertEqual(p["status"]["phase"], "Running")
+        # clean shutdown of the survivor (components stopped, Lease released) and of the agent
+        self.agent.send_signal(signal.SIGTERM)
+        self.assertEqual(self.agent.wait(timeout=15), 0)
+        self.assertEqual(b.stop(), 0, b.read_log()[-3000:])
+        self.assertIn("not leading kube-system/kube-scheduler any more", b.read_log())
 
 
 if __name__ == "__main__":

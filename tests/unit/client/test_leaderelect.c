@@ -435,6 +435,47 @@ static void test_elector_hung_request(void **st)
     api_free(a);
 }
 
+/* The upstream flags, as each command parses them. */
+static void test_flags(void **st)
+{
+    (void)st;
+    char *argv[] = {"x", "--leader-elect", "--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline=3s",
+                    "--leader-elect-retry-period", "500ms", "--leader-elect=false", "--other", "v",
+                    "--leader-elect-retry-period", "soon", "--leader-elect=maybe"};
+    int argc = (int)(sizeof argv / sizeof argv[0]);
+    struct kc_le_flags f = KC_LE_FLAGS_INIT;
+    struct kc_err err = {0};
+    int i = 1;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 1);
+    assert_int_equal(f.enabled, 1);
+    assert_int_equal(i, 1); /* a bare boolean never takes the next argument */
+    i = 2;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 1);
+    assert_int_equal(i, 3);
+    assert_true(f.lease_duration_s == 4.0);
+    i = 4;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 1);
+    assert_true(f.renew_deadline_s == 3.0);
+    i = 5;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 1);
+    assert_true(f.retry_period_s == 0.5);
+    assert_int_equal(kc_le_flags_check(&f, &err), 0);
+    i = 7;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 1);
+    assert_int_equal(f.enabled, 0);
+    i = 8;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), 0); /* not ours */
+    i = 10;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), KC_EINVAL);
+    i = 12;
+    assert_int_equal(kc_le_parse_flag(argc, argv, &i, &f, &err), KC_EINVAL);
+    /* defaults 15/10/2 are valid; a lease duration alone below the default deadline is not */
+    struct kc_le_flags d = KC_LE_FLAGS_INIT;
+    assert_int_equal(kc_le_flags_check(&d, &err), 0);
+    d.lease_duration_s = 5;
+    assert_int_equal(kc_le_flags_check(&d, &err), KC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_config_checks),
         cmocka_unit_test(test_elector_takeover),
         cmocka_unit_test(test_elector_hung_request),
+        cmocka_unit_test(test_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
