@@ -64,10 +64,50 @@ static void stream_free(void *cls)
     free(s);
 }
 
+/* A body made by a handler's reader (kc_resp.reader): pods/log?follow=true. */
+struct reader_ctx {
+    long (*fn)(void *ctx, char *buf, size_t max, int client_fd);
+    void (*free_fn)(void *ctx);
+    void *ctx;
+    int fd;
+};
+
+static ssize_t reader_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct reader_ctx *s = cls;
+    (void)pos;
+    long n = s->fn(s->ctx, buf, max, s->fd);
+    if (n > 0)
+        return n;
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void reader_free(void *cls)
+{
+    struct reader_ctx *s = cls;
+    s->free_fn(s->ctx);
+    free(s);
+}
+
 static enum MHD_Result send_resp(struct MHD_Connection *c, struct kc_server *srv, struct kc_resp *r)
 {
     struct MHD_Response *mr;
-    if (r->stream) {
+    if (r->reader) {
+        struct reader_ctx *s = calloc(1, sizeof *s);
+        if (!s)
+            return MHD_NO;
+        *s = (struct reader_ctx){.fn = r->reader, .free_fn = r->reader_free, .ctx = r->reader_ctx, .fd = -1};
+        r->reader = NULL;
+        r->reader_free = NULL;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        s->fd = ci ? ci->connect_fd : -1;
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader_read, s, reader_free);
+        if (!mr) {
+            reader_free(s);
+            return MHD_NO;
+        }
+    } else if (r->stream) {
         struct stream_ctx *s = calloc(1, sizeof *s);
         s->w = r->stream;
         s->srv = srv;

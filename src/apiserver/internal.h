@@ -183,6 +183,11 @@ struct kc_resp {
     size_t body_len;
     char *warning;              /* optional Warning header value, malloc'd */
     struct kc_watch_stream *stream; /* non-NULL for watches: body is produced by kc_watch_next */
+    /* non-NULL: the body is produced by reader (chunked; pods/log?follow=true): > 0 bytes, 0 at the end,
+     * < 0 on error; client_fd lets it notice a client that left. reader_free(reader_ctx) once done. */
+    long (*reader)(void *ctx, char *buf, size_t max, int client_fd);
+    void (*reader_free)(void *ctx);
+    void *reader_ctx;
     char *location;
     int retry_after;            /* seconds, for 429 */
     bool cacheable;             /* Cache-Control: public, immutable (hashed openapi) */

@@ -137,6 +137,8 @@ void kc_resp_release(struct kc_resp *r)
     free(r->etag);
     if (r->stream)
         kc_watch_free(r->stream);
+    if (r->reader_free)
+        r->reader_free(r->reader_ctx);
     memset(r, 0, sizeof *r);
 }
 

@@ -361,6 +361,40 @@ class RuncAgentTest(unittest.TestCase):
         self.assertIn(self.node, out)
         self.assertIn("InvalidImageName", out)
 
+    # ---- kubectl logs -f: streamed through the pods/log proxy, ends with the container ----
+    def test_8_logs_follow_streams(self):
+        self.pod("follow", ["sh", "-c", "for i in 1 2 3 4 5 6; do echo line $i; sleep 1; done"],
+                 extra={"restartPolicy": "Never"})
+        wait(lambda: self.cstatus("follow")[1].get("state", {}).get("running"), 30, what="follow Running")
+        kb = harness.kubectl_path("1.33")
+        p = subprocess.Popen([kb, "--kubeconfig", self.server.kubeconfig, "logs", "-f", "follow"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stdout.readline()
+            self.assertEqual(first, "line 1\n")
+            # streamed: the first line came while the container still runs
+            self.assertTrue(self.cstatus("follow")[1].get("state", {}).get("running"), "not streamed")
+            rest = p.communicate(timeout=20)[0]  # ends by itself when the container ends
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0)
+        self.assertEqual(first + rest, "".join("line %d\n" % i for i in range(1, 7)))
+        # a client that leaves: kubectl killed mid-stream; the server goes on serving (and stops cleanly)
+        self.pod("follow2", ["sh", "-c", "while true; do echo tick; sleep 0.5; done"])
+        wait(lambda: self.cstatus("follow2")[1].get("state", {}).get("running"), 30, what="follow2 Running")
+        p = subprocess.Popen([kb, "--kubeconfig", self.server.kubeconfig, "logs", "-f", "follow2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.assertEqual(p.stdout.readline(), "tick\n")
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        rc, out, err = self.kubectl("logs", "follow2", "--tail", "1")
+        self.assertEqual((rc, out), (0, "tick\n"), err)
+        self.delete("follow")
+        self.delete("follow2")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
