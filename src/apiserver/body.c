@@ -43,9 +43,25 @@ static int yaml_to_json(const char *body, size_t len, json_t **out, struct kc_er
 
 /* Decodes req's body according to its Content-Type. allow_yaml also accepts
  * application/yaml (upstream accepts YAML bodies for create/update). */
+bool kc_req_has_body(const struct kc_req *req)
+{
+    return req->body_json || (req->body && req->body_len);
+}
+
+int kc_req_json(struct kc_req *req, json_t **out, struct kc_err *err)
+{
+    if (req->body_json) {
+        *out = json_deep_copy(req->body_json);
+        return *out ? 0 : kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    }
+    return kc_json_parse_body(req->body ? req->body : "", req->body_len, out, err);
+}
+
 int kc_decode_body(struct kc_req *req, json_t **out, struct kc_err *err)
 {
     const char *ct = req->content_type;
+    if (req->body_json) /* in-process: already a tree, whatever the content type says */
+        return kc_req_json(req, out, err);
     if (!req->body || req->body_len == 0)
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "the request body is empty");
     if (!ct || !*ct || ctype_is(ct, "application/json") || ctype_is(ct, "*/*"))

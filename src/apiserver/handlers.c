@@ -919,7 +919,7 @@ static void handle_patch(struct kc_req *req, struct kc_resp *resp, const struct 
             kc_resp_err(resp, &err);
             return;
         }
-    } else if (kc_json_parse_body(req->body ? req->body : "", req->body_len, &patch, &err)) {
+    } else if (kc_req_json(req, &patch, &err)) {
         kc_resp_err(resp, &err);
         return;
     }
@@ -1348,9 +1348,9 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
 {
     struct kc_server *srv = req->srv;
     json_t *opts = NULL;
-    if (req->body && req->body_len) {
+    if (kc_req_has_body(req)) {
         struct kc_err err = {0};
-        if (kc_json_parse_body(req->body, req->body_len, &opts, &err)) {
+        if (kc_req_json(req, &opts, &err)) {
             kc_resp_err(resp, &err);
             return;
         }
@@ -1604,7 +1604,7 @@ static void handle_scale(struct kc_req *req, struct kc_resp *resp, const struct 
     } else if (!strcmp(req->method, "PATCH")) {
         sc.is_patch = true;
         sc.pt = kc_ctype_is(req->content_type, "application/json-patch+json") ? PT_JSON : PT_MERGE;
-        if (kc_json_parse_body(req->body ? req->body : "", req->body_len, &sc.patch, &err)) {
+        if (kc_req_json(req, &sc.patch, &err)) {
             kc_resp_err(resp, &err);
             return;
         }
@@ -1724,7 +1724,7 @@ static void handle_eviction(struct kc_req *req, struct kc_resp *resp, const stru
     }
     struct kc_err err = {0};
     json_t *ev = NULL;
-    if (req->body_len && kc_decode_body(req, &ev, &err)) {
+    if (kc_req_has_body(req) && kc_decode_body(req, &ev, &err)) {
         kc_resp_err(resp, &err);
         return;
     }

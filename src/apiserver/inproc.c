@@ -167,6 +167,53 @@ static int inproc_request(void *impl, const char *method, const char *url, const
     return 0;
 }
 
+/* A request whose body is a tree: handlers copy it (kc_req_json) instead of parsing bytes, and a 2xx
+ * answer comes back as the handler's own tree (kc_resp.keep_json), or not at all when unwanted. */
+static int inproc_request_json(void *impl, const char *method, const char *url, const char *ctype, json_t *body,
+                               bool want_body, struct kc_client_resp *out, struct kc_err *err)
+{
+    struct inproc *ip = impl;
+    memset(out, 0, sizeof *out);
+    char *path = malloc(INPROC_MAX_URL);
+    if (!path)
+        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    json_t *query = NULL;
+    int rc = split_url(url, path, &query, err);
+    if (rc) {
+        free(path);
+        json_decref(query);
+        return rc;
+    }
+    struct kc_req req;
+    fill_req(ip, &req, method, path, query, ctype, NULL, 0);
+    req.body_json = body;
+    struct kc_resp resp = {.keep_json = true};
+    kc_dispatch(&req, &resp);
+    json_decref(query);
+    free(path);
+    if (resp.stream) {
+        kc_watch_free(resp.stream);
+        resp.stream = NULL;
+    }
+    out->code = resp.code;
+    out->retry_after = resp.retry_after;
+    bool ok = resp.code >= 200 && resp.code < 300;
+    if (ok && want_body) {
+        if (resp.json) {
+            out->json = resp.json;
+            resp.json = NULL;
+        } else if (resp.body && resp.body_len) {
+            out->json = json_loadb(resp.body, resp.body_len, 0, NULL);
+        }
+    } else if (!ok && resp.body) {
+        out->body = resp.body;
+        out->len = resp.body_len;
+        resp.body = NULL;
+    }
+    kc_resp_release(&resp);
+    return 0;
+}
+
 /* ---------- stop monitor ---------- */
 
 struct stop_watch {
@@ -360,6 +407,7 @@ static const struct kc_transport_ops inproc_ops = {
     .request = inproc_request,
     .watch = inproc_watch,
     .watch_obj = inproc_watch_obj,
+    .request_json = inproc_request_json,
     .free = inproc_free,
 };
 

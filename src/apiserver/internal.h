@@ -172,7 +172,14 @@ struct kc_req {
     const char *body;
     size_t body_len;
     bool watch_objects;       /* in-process watch: events as shared json trees (kc_watch_next_obj) */
+    json_t *body_json;        /* in-process request: the body as a tree (borrowed, read-only; body is
+                               * then NULL): handlers copy it instead of parsing bytes */
 };
+
+/* Whether the request has a body (bytes or an in-process tree). */
+bool kc_req_has_body(const struct kc_req *req);
+/* The body as JSON (a new tree the caller owns): a copy of body_json, or the bytes parsed. */
+int kc_req_json(struct kc_req *req, json_t **out, struct kc_err *err);
 
 struct kc_watch_stream;
 
@@ -191,6 +198,8 @@ struct kc_resp {
     char *location;
     int retry_after;            /* seconds, for 429 */
     bool cacheable;             /* Cache-Control: public, immutable (hashed openapi) */
+    bool keep_json;             /* set by the in-process caller: a 2xx JSON answer stays a tree in json */
+    json_t *json;               /* with keep_json: the answer (owned) instead of body bytes */
     char *etag;
 };
 

@@ -132,6 +132,7 @@ void kc_cause(json_t *causes, const char *field, const char *reason, const char 
 void kc_resp_release(struct kc_resp *r)
 {
     free(r->body);
+    json_decref(r->json);
     free(r->warning);
     free(r->location);
     free(r->etag);
@@ -145,6 +146,8 @@ void kc_resp_release(struct kc_resp *r)
 void kc_resp_raw(struct kc_resp *r, int code, const char *ctype, char *body, size_t len)
 {
     free(r->body);
+    json_decref(r->json);
+    r->json = NULL;
     r->code = code;
     r->content_type = ctype;
     r->body = body;
@@ -153,6 +156,18 @@ void kc_resp_raw(struct kc_resp *r, int code, const char *ctype, char *body, siz
 
 void kc_resp_json(struct kc_resp *r, int code, json_t *body)
 {
+    /* In-process callers take a 2xx answer as the tree itself when nobody else holds it (the
+     * caller may then keep and modify it). */
+    if (r->keep_json && code >= 200 && code < 300 && body && body->refcount == 1) {
+        free(r->body);
+        r->body = NULL;
+        r->body_len = 0;
+        json_decref(r->json);
+        r->json = body;
+        r->code = code;
+        r->content_type = "application/json";
+        return;
+    }
     size_t len = 0;
     char *s = kc_json_dump(body, &len);
     json_decref(body);

@@ -91,6 +91,7 @@ void kc_client_resp_release(struct kc_client_resp *r)
     if (!r)
         return;
     free(r->body);
+    json_decref(r->json);
     memset(r, 0, sizeof *r);
 }
 
@@ -111,8 +112,11 @@ static void rate_wait(struct kc_client *c)
     sleep_s(wait);
 }
 
-int kc_client_request(struct kc_client *c, const char *method, const char *path, const char *ctype,
-                      const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err)
+/* One request with rate limiting and 429 retries: bytes (body/len) or, when jbody_mode, a json_t body
+ * through the transport's request_json. */
+static int do_request(struct kc_client *c, const char *method, const char *path, const char *ctype, const char *body,
+                      size_t len, bool jbody_mode, json_t *jbody, bool want, struct kc_client_resp *out,
+                      struct kc_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!path || !*path)
@@ -121,13 +125,20 @@ int kc_client_request(struct kc_client *c, const char *method, const char *path,
     for (int attempt = 0;; attempt++) {
         rate_wait(c);
         memset(out, 0, sizeof *out);
-        int rc = c->ops->request(c->impl, method, path, ctype, body, len, out, err);
+        int rc = jbody_mode ? c->ops->request_json(c->impl, method, path, ctype, jbody, want, out, err)
+                            : c->ops->request(c->impl, method, path, ctype, body, len, out, err);
         if (rc || out->code != 429 || out->retry_after <= 0 || attempt >= MAX_429_RETRIES)
             return rc;
         int s = out->retry_after > 5 ? 5 : out->retry_after;
         kc_client_resp_release(out);
         sleep_s(s);
     }
+}
+
+int kc_client_request(struct kc_client *c, const char *method, const char *path, const char *ctype,
+                      const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err)
+{
+    return do_request(c, method, path, ctype, body, len, false, NULL, false, out, err);
 }
 
 int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop,
@@ -228,6 +239,21 @@ int kc_client_json(struct kc_client *c, const char *method, const char *path, co
 {
     if (out)
         *out = NULL;
+    if (c->ops->request_json) {
+        struct kc_client_resp r;
+        int rc = do_request(c, method, path, body ? (ctype ? ctype : "application/json") : NULL, NULL, 0, true,
+                            body, out != NULL, &r, err);
+        if (!rc && (r.code < 200 || r.code > 299))
+            rc = kc_client_status_error(&r, err);
+        else if (!rc && out) {
+            *out = r.json;
+            r.json = NULL;
+            if (!*out)
+                rc = kc_err_set(err, KC_EIO, 500, "InternalError", "%s %s: empty response", method, path);
+        }
+        kc_client_resp_release(&r);
+        return rc;
+    }
     char *s = NULL;
     size_t len = 0;
     if (body) {

@@ -33,6 +33,7 @@ struct kc_client_resp {
     char *body;        /* NUL-terminated */
     size_t len;
     int retry_after;   /* seconds, from a 429's Retry-After header (0 if none) */
+    json_t *json;      /* request_json only: the 2xx body, parsed (owned; body is then NULL) */
 };
 void kc_client_resp_release(struct kc_client_resp *r);
 
@@ -57,6 +58,12 @@ struct kc_transport_ops {
      * (if non-NULL) receives the HTTP status of the watch response. */
     int (*watch)(void *impl, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop, int *code,
                  struct kc_err *err);
+    /* Optional: one request whose body is a json_t (borrowed; the transport does not modify it) and
+     * whose 2xx answer comes back as out->json when want_body (else it is not built at all); other
+     * answers come back as bytes in out->body. The in-process transport uses this to skip
+     * serialising and parsing on both sides. */
+    int (*request_json)(void *impl, const char *method, const char *path, const char *ctype, json_t *body,
+                        bool want_body, struct kc_client_resp *out, struct kc_err *err);
     /* Optional: the same, delivering parsed objects (kc_client_watch_obj parses lines without it). */
     int (*watch_obj)(void *impl, const char *path, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop, int *code,
                      struct kc_err *err);
