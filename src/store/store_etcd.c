@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,11 +402,34 @@ static int etcd_error(struct etcd_store *s, const char *msg, long http, struct k
     return kc_err_set(err, KC_EIO, 500, "InternalError", "etcd (HTTP %ld): %s", http, msg);
 }
 
+/* How etcd_call may re-send a request after a transport failure. */
+enum call_mode {
+    CALL_ONCE = 0,       /* never after it may have reached etcd (non-idempotent, unresolvable) */
+    CALL_IDEMPOTENT = 1, /* after any transport failure */
+    CALL_RESOLVE = 2,    /* also after it may have reached etcd; *ambiguous tells the caller, which
+                          * resolves the outcome from the txn's read-back (creates and updates) */
+};
+
+static int etcd_call_ex(struct etcd_store *s, const char *path, const struct kc_buf *body, enum call_mode mode,
+                        json_t **out, bool *ambiguous, struct kc_err *err);
+
 /* POSTs body to path on the current endpoint, failing over to the next ones
  * when the connection cannot be made (any transport failure if idempotent).
  * On success *out is the parsed response (caller decrefs). */
 static int etcd_call(struct etcd_store *s, const char *path, const struct kc_buf *body, bool idempotent,
                      json_t **out, struct kc_err *err)
+{
+    return etcd_call_ex(s, path, body, idempotent ? CALL_IDEMPOTENT : CALL_ONCE, out, NULL, err);
+}
+
+/* A request "may have reached etcd" unless the connection could not be made. Careful: when a handle
+ * reuses a kept-alive connection that the server has meanwhile closed (a member was killed), libcurl
+ * re-sends transparently on a fresh connection, and if THAT connect fails it reports
+ * CURLE_COULDNT_CONNECT although the first send may have been processed. So a connect failure only
+ * proves "not sent" on a handle that had no connection to that endpoint; the handle's CURLOPT_PRIVATE
+ * remembers the endpoint (index + 1) of its last successful request. */
+static int etcd_call_ex(struct etcd_store *s, const char *path, const struct kc_buf *body, enum call_mode mode,
+                        json_t **out, bool *ambiguous, struct kc_err *err)
 {
     CURL *h = handle_get(s);
     if (!h)
@@ -418,6 +442,9 @@ static int etcd_call(struct etcd_store *s, const char *path, const struct kc_buf
     size_t start = atomic_load(&s->cur_ep);
     for (size_t attempt = 0; attempt < s->neps; attempt++) {
         size_t ep = (start + attempt) % s->neps;
+        char *priv = NULL;
+        curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+        bool warm = priv && (uintptr_t)priv == (uintptr_t)ep + 1;
         snprintf(url, sizeof url, "%s%s", s->eps[ep], path);
         setup_handle(s, h, url, body->data ? body->data : "", body->len);
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->req_ms);
@@ -426,14 +453,19 @@ static int etcd_call(struct etcd_store *s, const char *path, const struct kc_buf
         resp.len = 0;
         cc = curl_easy_perform(h);
         if (cc == CURLE_OK) {
+            curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)((uintptr_t)ep + 1));
             if (ep != start) {
                 size_t exp = start;
                 atomic_compare_exchange_strong(&s->cur_ep, &exp, ep);
             }
             break;
         }
-        if (!idempotent && !not_sent(cc))
+        curl_easy_setopt(h, CURLOPT_PRIVATE, NULL);
+        bool maybe_sent = warm || !not_sent(cc);
+        if (maybe_sent && mode == CALL_ONCE)
             break;
+        if (maybe_sent && ambiguous)
+            *ambiguous = true;
     }
     if (cc != CURLE_OK) {
         handle_put(s, h);
@@ -788,9 +820,11 @@ static json_t *txn_read_kv(json_t *j)
     return json_array_get(json_object_get(r, "kvs"), 0);
 }
 
-static int do_txn(struct etcd_store *s, struct kc_buf *b, json_t **j, bool *ok, struct kc_err *err)
+/* ambiguous NULL: the txn is sent once (CALL_ONCE); else it may be re-sent on another endpoint and
+ * *ambiguous says whether an earlier send may have been applied (CALL_RESOLVE). */
+static int do_txn(struct etcd_store *s, struct kc_buf *b, json_t **j, bool *ok, bool *ambiguous, struct kc_err *err)
 {
-    int rc = etcd_call(s, "/v3/kv/txn", b, false, j, err);
+    int rc = etcd_call_ex(s, "/v3/kv/txn", b, ambiguous ? CALL_RESOLVE : CALL_ONCE, j, ambiguous, err);
     if (rc)
         return rc;
     *ok = json_is_true(json_object_get(*j, "succeeded"));
@@ -807,6 +841,24 @@ static int write_prep(struct etcd_store *s, const char *key, size_t *klen, size_
     return rc;
 }
 
+/* After a failed txn that may have been applied by an earlier send: the read-back kv's mod_revision
+ * if it holds exactly our value (and, for a create, was created by that same write), else 0. The API
+ * server's objects carry a fresh uid (creates) or changed fields (updates), so equal bytes mean our
+ * write; for other store users equal bytes at least mean the state that was asked for. */
+static kc_rev_t ours(struct etcd_store *s, json_t *j, const char *value, size_t len, bool created)
+{
+    json_t *kv = txn_read_kv(j);
+    char *v = NULL;
+    size_t vl = 0;
+    if (!kv || b64_decode(jstr(kv, "value"), &v, &vl))
+        return 0;
+    kc_rev_t mod = jint(kv, "mod_revision");
+    bool same = vl == len && !memcmp(v, value, len) && (!created || jint(kv, "create_revision") == mod);
+    free(v);
+    (void)s;
+    return same ? mod : 0;
+}
+
 static int etcd_create(struct kc_store *base, const char *key, const char *value, size_t len, kc_rev_t *new_rev,
                        struct kc_err *err)
 {
@@ -818,13 +870,15 @@ static int etcd_create(struct kc_store *base, const char *key, const char *value
     struct kc_buf b;
     kc_buf_init(&b, MAX_REQUEST);
     json_t *j = NULL;
-    bool ok = false;
-    if (txn_body(s, &b, key, klen, "CREATE", "EQUAL", 0, value, len, false, false))
+    bool ok = false, ambiguous = false;
+    if (txn_body(s, &b, key, klen, "CREATE", "EQUAL", 0, value, len, false, true))
         rc = oom(err);
     else
-        rc = do_txn(s, &b, &j, &ok, err);
+        rc = do_txn(s, &b, &j, &ok, &ambiguous, err);
     kc_buf_release(&b);
     kc_rev_t rev = j ? jint(json_object_get(j, "header"), "revision") : 0;
+    if (!rc && !ok && ambiguous && (rev = ours(s, j, value, len, true)) > 0)
+        ok = true; /* an earlier send that looked lost had created it */
     json_decref(j);
     if (!rc && !ok)
         rc = kc_err_set(err, KC_EEXISTS, 409, "AlreadyExists", "%.200s already exists", key);
@@ -865,11 +919,14 @@ static int etcd_update(struct kc_store *base, const char *key, const char *value
     bool ok = false;
     int trc = expect_rev ? txn_body(s, &b, key, klen, "MOD", "EQUAL", expect_rev, value, len, false, true)
                          : txn_body(s, &b, key, klen, "CREATE", "GREATER", 0, value, len, false, true);
-    rc = trc ? oom(err) : do_txn(s, &b, &j, &ok, err);
+    bool ambiguous = false;
+    rc = trc ? oom(err) : do_txn(s, &b, &j, &ok, &ambiguous, err);
     kc_buf_release(&b);
+    kc_rev_t rev = j ? jint(json_object_get(j, "header"), "revision") : 0;
+    if (!rc && !ok && ambiguous && (rev = ours(s, j, value, len, false)) > 0)
+        ok = true; /* an earlier send that looked lost had written it */
     if (!rc && !ok)
         rc = cas_failed(s, j, key, cur, err);
-    kc_rev_t rev = j ? jint(json_object_get(j, "header"), "revision") : 0;
     json_decref(j);
     if (!rc) {
         sync_watchers(s, rev);
@@ -894,7 +951,8 @@ static int etcd_del(struct kc_store *base, const char *key, kc_rev_t expect_rev,
     bool ok = false;
     int trc = expect_rev ? txn_body(s, &b, key, klen, "MOD", "EQUAL", expect_rev, NULL, 0, true, true)
                          : txn_body(s, &b, key, klen, "CREATE", "GREATER", 0, NULL, 0, true, true);
-    rc = trc ? oom(err) : do_txn(s, &b, &j, &ok, err);
+    /* sent once: a delete's lost answer cannot be told from someone else's delete */
+    rc = trc ? oom(err) : do_txn(s, &b, &j, &ok, NULL, err);
     kc_buf_release(&b);
     if (!rc && !ok)
         rc = cas_failed(s, j, key, NULL, err);
