@@ -473,9 +473,14 @@ static int gate_started(void *ctx)
     struct gate *g = ctx;
     kc_info("apiserver", "leader election: %s acquired the lease kube-system/%s; starting", kc_le_identity(g->le),
             g->lease);
-    for (size_t k = 0; k < 2; k++)
-        if (g->has[k])
-            start_one(g->srv, comp_index(g->comps[k]));
+    for (size_t k = 0; k < 2; k++) {
+        if (g->has[k] && start_one(g->srv, comp_index(g->comps[k]))) {
+            while (k-- > 0) /* give the lease back with nothing running; the elector tries again later */
+                if (g->has[k])
+                    stop_one(g->srv, comp_index(g->comps[k]));
+            return -1;
+        }
+    }
     return 0;
 }
 
