@@ -6,9 +6,14 @@ into a fresh single-member etcd, and the server started again on the same data d
 --datastore etcd://...: `kubectl get -A deployments,replicasets,pods` (namespace and name of every row)
 must be the same before and after, objects keep their uid and spec, the Deployments stay Available.
 Also: migrating while the server runs is refused (the store's lock), and a second migration into the
-now non-empty prefix is refused unless --force.
+now non-empty prefix is refused unless --force. A second test migrates a store whose history was
+compacted (meta 'compacted' set with sqlite3 while the server is stopped, the logical step of the
+backend's compaction): the state at the compacted revision is created first, the later history
+replayed, and the server on etcd lists the same ConfigMaps with the same data.
 """
 import os
+import re
+import sqlite3
 import subprocess
 import tempfile
 import shutil
@@ -105,6 +110,40 @@ class MigrateTest(unittest.TestCase, harness.KubectlMixin):
         self.wait_available(["api"], "shop")
         time.sleep(2)
         self.assertEqual(self.rows(), before)  # controllers on etcd leave the state as it was
+        self.assertEqual(self.server.stop(), 0)
+
+    def test_migrate_compacted_store(self):
+        self.etcd = EtcdCluster(1).start()
+        self.server = harness.Server().start()
+        for i in range(6):
+            self.k("create", "configmap", "cm%d" % i, "--from-literal=v=%d" % i)
+        st, body, _ = self.server.request("GET", "/api/v1/namespaces/default/configmaps")
+        mid = int(body["metadata"]["resourceVersion"])
+        for i in range(3):
+            self.k("patch", "configmap", "cm%d" % i, "-p", '{"data":{"v":"changed"}}')
+        self.k("delete", "configmap", "cm4")
+        self.k("create", "configmap", "late", "--from-literal=v=late")
+        before = self.k("get", "configmaps", "-o", "jsonpath={range .items[*]}{.metadata.name}={.data.v} {end}").stdout
+        self.assertEqual(self.server.stop(), 0)
+        db = sqlite3.connect(os.path.join(self.server.data_dir, "state.db"))
+        db.execute("UPDATE meta SET v = ? WHERE k = 'compacted'", (mid,))
+        db.commit()
+        db.close()
+        rc, out, err = self.migrate()
+        self.assertEqual(rc, 0, out + err)
+        m = re.search(r"compacted at (\d+)\) to \S+: (\d+) keys at the compacted revision, (\d+) puts and (\d+) deletes", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(int(m.group(1)), mid)
+        self.assertGreaterEqual(int(m.group(2)), 6 + 4)  # the 6 ConfigMaps, the namespaces, ...
+        self.assertGreaterEqual(int(m.group(3)), 4)       # 3 patches + 1 create after mid
+        self.assertGreaterEqual(int(m.group(4)), 1)       # the delete
+        self.server.log.close()
+        self.server.extra_args = ["--datastore", "etcd://" + self.etcd.endpoints]
+        self.server.start(timeout=30)
+        after = self.k("get", "configmaps", "-o", "jsonpath={range .items[*]}{.metadata.name}={.data.v} {end}").stdout
+        self.assertEqual(after, before)
+        self.assertIn("cm0=changed", after)
+        self.assertNotIn("cm4=", after)
         self.assertEqual(self.server.stop(), 0)
 
 
