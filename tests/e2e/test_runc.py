@@ -91,6 +91,15 @@ class RuncAgentTest(unittest.TestCase):
     def tearDownClass(cls):
         try:
             if getattr(cls, "agent", None) and cls.agent.poll() is None:
+                # pods left by a test (Deployments deleted without waiting): the agent tears them down
+                # (netns, mounts, cgroups) before it stops
+                cls.server.request("DELETE", "/api/v1/namespaces/default/pods")
+                try:
+                    wait(lambda: not cls.server.request("GET", "/api/v1/namespaces/default/pods")[1]["items"], 30,
+                         what="all pods gone")
+                except AssertionError:
+                    pass  # tearDown goes on; the leftovers are removed below
+            if getattr(cls, "agent", None) and cls.agent.poll() is None:
                 cls.agent.send_signal(signal.SIGTERM)
                 try:
                     rc = cls.agent.wait(timeout=20)

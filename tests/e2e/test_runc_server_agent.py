@@ -125,6 +125,11 @@ class ServerAgentTest(unittest.TestCase):
             self.assertIn("hello from v2", self.k("logs", p["metadata"]["name"]))
         self.k("delete", "deployment", "web")
         test_runc.wait(lambda: not self.runc_ids(), 30, what="no runc container left")
+        test_runc.wait(lambda: not json.loads(self.k("get", "pods", "-o", "json"))["items"], 30,
+                       what="pods gone (sandboxes torn down)")
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for p in ps:
+            self.assertNotIn(p["metadata"]["uid"], netns)
 
 
 if __name__ == "__main__":
