@@ -1052,17 +1052,17 @@ bool kc_filter_node_timed(const struct kc_snapshot *s, const struct kc_spod *p, 
                           struct kc_filter_result *r, double *plugin_s)
 {
     memset(r, 0, sizeof *r);
-    for (int i = 0; i < KC_NFILTERS; i++) {
+    int i;
+    for (i = 0; i < KC_NFILTERS; i++) {
         double t0 = plugin_s ? kc_mono_now() : 0;
         bool ok = filters[i].fn(s, p, n, r);
         if (plugin_s)
             plugin_s[i] += kc_mono_now() - t0;
-        if (!ok) {
-            r->plugin = i;
-            return false;
-        }
+        if (!ok)
+            break;
     }
-    return true;
+    r->plugin = i;
+    return i == KC_NFILTERS;
 }
 
 bool kc_filter_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
@@ -1099,8 +1099,12 @@ static void score_req(const struct kc_spod *p, int64_t *cpu, int64_t *mem)
     *mem = p->req.mem ? p->req.mem : 200LL * 1024 * 1024;
 }
 
-static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc,
-                       double *ts)
+/* Raw score of every plugin for node n; with ts, each plugin's time is added to ts[plugin]. Always inlined
+ * into the two wrappers below so that the untimed one (every attempt but the timed ones) has no lap
+ * checks at all. */
+static inline __attribute__((always_inline)) void raw_scores_impl(const struct kc_snapshot *s,
+                                                                   const struct kc_spod *p, const struct kc_snode *n,
+                                                                   double *sc, double *ts)
 {
     double tl = ts ? kc_mono_now() : 0; /* lap start */
     int64_t cpu, mem;
@@ -1176,10 +1180,29 @@ static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, con
     score_lap(ts, SC_PODAFF, &tl);
 }
 
+static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc)
+{
+    raw_scores_impl(s, p, n, sc, NULL);
+}
+
+static void raw_scores_timed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                             double *sc, double *ts)
+{
+    raw_scores_impl(s, p, n, sc, ts);
+}
+
+/* raw_scores with raw_scores_timed's signature, so that the filter loop picks one of them once */
+static void raw_scores_untimed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
+                               double *sc, double *ts)
+{
+    (void)ts;
+    raw_scores_impl(s, p, n, sc, NULL);
+}
+
 int64_t kc_score_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n)
 {
     double sc[SC_N];
-    raw_scores(s, p, n, sc, NULL);
+    raw_scores(s, p, n, sc);
     return (int64_t)(sc[SC_FIT] * weights[SC_FIT] + sc[SC_BALANCED] * weights[SC_BALANCED] +
                      sc[SC_IMAGE] * weights[SC_IMAGE]);
 }
@@ -1370,24 +1393,33 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
     struct kc_filter_result *fr = fr_buf;
     size_t *feas = feas_buf; /* indices of feasible nodes, in visiting order */
     double (*raw)[SC_N] = raw_buf;
-    size_t nfeasible = 0, visited = 0;
-    unsigned failed_at[KC_NFILTERS] = {0}; /* nodes rejected by each filter plugin: gives the calls */
-    while (visited < s->n) {
-        size_t i = (start + visited++) % s->n;
+    size_t nfeasible = 0, k;
+    void (*score_fn)(const struct kc_snapshot *, const struct kc_spod *, const struct kc_snode *, double *,
+                     double *) = timed ? raw_scores_timed : raw_scores_untimed;
+    for (k = 0; k < s->n; k++) {
+        size_t i = (start + k) % s->n;
         if (kc_filter_node_timed(s, p, &s->nodes[i], &fr[i], timed ? out->plugin_s : NULL)) {
-            raw_scores(s, p, &s->nodes[i], raw[nfeasible], timed ? out->score_plugin_s : NULL);
+            score_fn(s, p, &s->nodes[i], raw[nfeasible], out->score_plugin_s);
             feas[nfeasible++] = i;
-            if (nfeasible >= want)
+            if (nfeasible >= want) {
+                k++;
                 break;
+            }
         } else {
-            failed_at[fr[i].plugin]++;
             for (int j = 0; j < fr[i].n; j++)
                 count_reason(rc, &nrc, fr[i].reasons[j]);
         }
     }
     /* filters run in order and stop at the first that fails: plugin j saw every visited node not
      * rejected by an earlier one */
-    for (int j = 0, reach = (int)visited; j < KC_NFILTERS; j++) {
+    /* nodes rejected by each filter plugin, counted here rather than in the loop above (the hot path) */
+    unsigned failed_at[KC_NFILTERS] = {0};
+    for (size_t j = 0; j < k && nfeasible < k; j++) {
+        size_t i = (start + j) % s->n;
+        if (fr[i].plugin < KC_NFILTERS)
+            failed_at[fr[i].plugin]++;
+    }
+    for (int j = 0, reach = (int)k; j < KC_NFILTERS; j++) {
         out->filter_calls[j] = (unsigned)reach;
         reach -= (int)failed_at[j];
     }
