@@ -815,6 +815,7 @@ static void rc_free(void *rt)
     if (!r)
         return;
     rc_probe_stop(r);
+    rc_netpool_stop(r);
     /* pulls still running hold r: wait for them (bounded by the pull's own timeouts) */
     for (;;) {
         bool running = false;
@@ -916,6 +917,8 @@ int kc_runc_runtime_new(const struct kc_runc_opts *o, const struct kc_runtime_op
         rc = rc_logs_start(r, err);
     if (!rc)
         rc = rc_probe_start(r, err);
+    if (!rc) /* two: the next pods of a burst find theirs ready; the refill runs between */
+        rc = rc_netpool_start(r, 2, err);
     if (rc) {
         rc_free(r);
         return rc;

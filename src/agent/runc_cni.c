@@ -13,6 +13,7 @@
  *
  * hostNetwork pods get no namespace: they share the host's and report the host IP.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -26,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/runc_int.h"
@@ -38,7 +40,7 @@ static int plugin(struct rc *r, const char *cmd, const char *type, const struct 
     char bin[400], e_cmd[64], e_id[128], e_ns[200], e_path[300];
     snprintf(bin, sizeof bin, "%s/%s", r->cni_bin, type);
     snprintf(e_cmd, sizeof e_cmd, "CNI_COMMAND=%s", cmd);
-    snprintf(e_id, sizeof e_id, "CNI_CONTAINERID=%.100s", sb->uid);
+    snprintf(e_id, sizeof e_id, "CNI_CONTAINERID=%.100s", sb->cni_id[0] ? sb->cni_id : sb->uid);
     snprintf(e_ns, sizeof e_ns, "CNI_NETNS=/run/netns/%.150s", sb->netns_name);
     snprintf(e_path, sizeof e_path, "CNI_PATH=%.280s", r->cni_bin);
     const char *env[] = {e_cmd, e_id, e_ns, "CNI_IFNAME=eth0", e_path, NULL};
@@ -162,6 +164,8 @@ static int netns_add(const char *name, struct kc_err *err)
     return 0;
 }
 
+static bool pool_take(struct rc *r, struct rc_sandbox *sb);
+
 int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
 {
     if (sb->host_network)
@@ -174,6 +178,8 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
             sb->netns = sb->cni = true;
             rc_net_teardown(r, sb);
         }
+        if (!sb->cni_id[0] && pool_take(r, sb)) /* a pod's (pool entries have their CNI id) */
+            return 0;
         /* lo comes up with it: what the loopback plugin does, without starting a Go binary (~70 ms here) */
         int rc = netns_add(sb->netns_name, err);
         if (rc)
@@ -202,6 +208,164 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
         *slash = 0;
     json_decref(res);
     return 0;
+}
+
+/* ---- the pool ----
+ * Entries are named kubec-pool-<tag>-<start time>-<n> (tag: from the data dir, so that two agents on
+ * one machine keep apart; never reused, as a pod keeps its entry's name as CNI id) and wired with that name as CNI_CONTAINERID. Taking one moves its mount to
+ * /run/netns/kubec-<uid> (the name every other part and `ip netns` use); the sandbox remembers the
+ * CNI id for its DEL. Thread: one refiller, woken when an entry is taken. A crashed agent's entries are
+ * torn down at the next start (CNI DEL with their id, so host-local frees their addresses). */
+#define POOL_MAX 8
+
+struct rc_netpool {
+    struct rc *r;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    int size, n;
+    unsigned seq;
+    time_t epoch;
+    char tag[16];
+    struct rc_sandbox e[POOL_MAX];
+};
+
+static bool pool_take(struct rc *r, struct rc_sandbox *sb)
+{
+    struct rc_netpool *pl = r->pool;
+    if (!pl)
+        return false;
+    pthread_mutex_lock(&pl->mu);
+    struct rc_sandbox e = {0};
+    bool got = pl->n > 0;
+    if (got)
+        e = pl->e[--pl->n];
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+    if (!got)
+        return false;
+    char from[200], to[200];
+    snprintf(from, sizeof from, NETNS_DIR "/%.150s", e.netns_name);
+    snprintf(to, sizeof to, NETNS_DIR "/%.150s", sb->netns_name);
+    int fd = open(to, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+    if (fd >= 0)
+        close(fd);
+    if (fd < 0 || mount(from, to, "none", MS_BIND, NULL)) {
+        if (fd >= 0)
+            unlink(to);
+        rc_net_teardown(r, &e); /* a fresh one is made the usual way */
+        return false;
+    }
+    netns_delete(e.netns_name); /* the namespace lives on under its new name */
+    sb->netns = sb->cni = true;
+    snprintf(sb->cni_id, sizeof sb->cni_id, "%s", e.netns_name);
+    snprintf(sb->ip, sizeof sb->ip, "%s", e.ip);
+    return true;
+}
+
+static int pool_make(struct rc_netpool *pl, struct rc_sandbox *e)
+{
+    struct kc_err err = {0};
+    memset(e, 0, sizeof *e);
+    snprintf(e->uid, sizeof e->uid, "pool-%s-%lx-%u", pl->tag, (long)pl->epoch, pl->seq++);
+    /* rc_net_setup names the namespace kubec-<uid> and tears down a leftover of that name first */
+    snprintf(e->cni_id, sizeof e->cni_id, "kubec-%s", e->uid);
+    int rc = rc_net_setup(pl->r, e, &err);
+    if (rc)
+        rc_net_teardown(pl->r, e);
+    return rc;
+}
+
+static void *pool_main(void *arg)
+{
+    struct rc_netpool *pl = arg;
+    pthread_mutex_lock(&pl->mu);
+    while (!pl->stop) {
+        if (pl->n >= pl->size) {
+            pthread_cond_wait(&pl->cv, &pl->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&pl->mu);
+        struct rc_sandbox e;
+        int rc = pool_make(pl, &e);
+        pthread_mutex_lock(&pl->mu);
+        if (!rc && pl->n < POOL_MAX)
+            pl->e[pl->n++] = e;
+        else if (!rc) {
+            pthread_mutex_unlock(&pl->mu);
+            rc_net_teardown(pl->r, &e);
+            pthread_mutex_lock(&pl->mu);
+        }
+        if (rc && !pl->stop) { /* CNI broken: try again later, pods fall back to the usual path */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 5;
+            pthread_cond_timedwait(&pl->cv, &pl->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+int rc_netpool_start(struct rc *r, int size, struct kc_err *err)
+{
+    if (size <= 0)
+        return 0;
+    struct rc_netpool *pl = calloc(1, sizeof *pl);
+    if (!pl)
+        return kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
+    pl->r = r;
+    pl->size = size > POOL_MAX ? POOL_MAX : size;
+    unsigned h = 2166136261u; /* FNV-1a of the data dir */
+    for (const char *c = r->dir; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    snprintf(pl->tag, sizeof pl->tag, "%08x", h);
+    pl->epoch = time(NULL);
+    /* leftovers of a crashed run of this agent: kubec-pool-<tag>-* */
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "kubec-pool-%s-", pl->tag);
+    DIR *d = opendir(NETNS_DIR);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (strncmp(de->d_name, prefix, strlen(prefix)) || strlen(de->d_name) >= 90)
+            continue;
+        struct rc_sandbox e = {0};
+        snprintf(e.netns_name, sizeof e.netns_name, "%s", de->d_name);
+        snprintf(e.cni_id, sizeof e.cni_id, "%s", de->d_name);
+        e.netns = e.cni = true;
+        rc_net_teardown(r, &e);
+    }
+    if (d)
+        closedir(d);
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv, NULL);
+    if (pthread_create(&pl->thr, NULL, pool_main, pl)) {
+        pthread_cond_destroy(&pl->cv);
+        pthread_mutex_destroy(&pl->mu);
+        free(pl);
+        return kc_err_set(err, KC_EIO, 0, "InternalError", "cannot start the network namespace pool");
+    }
+    r->pool = pl;
+    return 0;
+}
+
+void rc_netpool_stop(struct rc *r)
+{
+    struct rc_netpool *pl = r->pool;
+    if (!pl)
+        return;
+    pthread_mutex_lock(&pl->mu);
+    pl->stop = true;
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+    pthread_join(pl->thr, NULL);
+    r->pool = NULL;
+    for (int i = 0; i < pl->n; i++)
+        rc_net_teardown(r, &pl->e[i]);
+    pthread_cond_destroy(&pl->cv);
+    pthread_mutex_destroy(&pl->mu);
+    free(pl);
 }
 
 void rc_net_teardown(struct rc *r, struct rc_sandbox *sb)

@@ -74,6 +74,7 @@ struct rc_sandbox {
     bool host_network;
     bool netns, cni;
     char netns_name[96];
+    char cni_id[96];          /* CNI_CONTAINERID of its ADD: the uid, or the pool name it was made under */
 };
 
 struct rc_pull {              /* a pull running in its own thread */
@@ -89,6 +90,7 @@ struct rc_pull {              /* a pull running in its own thread */
 };
 
 struct rc_logs;
+struct rc_netpool;
 
 struct rc {
     struct kc_runc_opts o;
@@ -101,6 +103,7 @@ struct rc {
     struct kc_map pulls;      /* "uid|image" → struct rc_pull */
     struct kc_map images;     /* image ref → struct kc_image_info (json config owned) */
     struct rc_logs *logs;
+    struct rc_netpool *pool;  /* pre-wired network namespaces (runc_cni.c) */
     pthread_t probe_thr;
     bool probe_started;
     pthread_cond_t cv;
@@ -117,6 +120,10 @@ json_t *rc_container_spec(json_t *pod, const char *name, bool init);
 /* ---- networking (runc_cni.c) ---- */
 int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err);
 void rc_net_teardown(struct rc *r, struct rc_sandbox *sb);
+/* A few namespaces made and wired (CNI ADD) ahead of time by a thread of the pool, so that a pod's
+ * sandbox is a rename instead of a CNI call on its start path. size 0: no pool. */
+int rc_netpool_start(struct rc *r, int size, struct kc_err *err);
+void rc_netpool_stop(struct rc *r);
 
 /* ---- probes (runc_probe.c) ---- */
 int rc_probe_start(struct rc *r, struct kc_err *err);
