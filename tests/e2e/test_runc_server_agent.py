@@ -120,7 +120,11 @@ class ServerAgentTest(unittest.TestCase):
         self.k("set", "image", "deployment/web", "main=%s/kubec/busybox:v2" % self.reg.host)
         ps = test_runc.wait(lambda: self.running("v2"), 90, what="rolled to v2")
         self.k("rollout", "status", "deployment/web", "--timeout=60s")
-        test_runc.wait(lambda: not (self.runc_ids() & ids_v1), 30, what="v1 containers gone")
+        try:
+            test_runc.wait(lambda: not (self.runc_ids() & ids_v1), 30, what="v1 containers gone")
+        except AssertionError as e:  # say what is left and what the pods show
+            raise AssertionError("%s\nleft: %s\npods: %s\nserver log tail:\n%s" % (
+                e, self.runc_ids() & ids_v1, self.k("get", "pods", "-o", "wide"), self.server.read_log()[-3000:]))
         for p in ps:
             self.assertIn("hello from v2", self.k("logs", p["metadata"]["name"]))
         self.k("delete", "deployment", "web")
