@@ -1406,22 +1406,17 @@ static void schedule_impl(const struct kc_snapshot *s, const struct kc_spod *p, 
                 break;
             }
         } else {
+            out->filter_calls[fr[i].plugin]++; /* nodes rejected by this plugin, turned into calls below */
             for (int j = 0; j < fr[i].n; j++)
                 count_reason(rc, &nrc, fr[i].reasons[j]);
         }
     }
     /* filters run in order and stop at the first that fails: plugin j saw every visited node not
      * rejected by an earlier one */
-    /* nodes rejected by each filter plugin, counted here rather than in the loop above (the hot path) */
-    unsigned failed_at[KC_NFILTERS] = {0};
-    for (size_t j = 0; j < k && nfeasible < k; j++) {
-        size_t i = (start + j) % s->n;
-        if (fr[i].plugin < KC_NFILTERS)
-            failed_at[fr[i].plugin]++;
-    }
-    for (int j = 0, reach = (int)k; j < KC_NFILTERS; j++) {
-        out->filter_calls[j] = (unsigned)reach;
-        reach -= (int)failed_at[j];
+    for (unsigned j = 0, reach = (unsigned)k; j < KC_NFILTERS; j++) {
+        unsigned rejected = out->filter_calls[j];
+        out->filter_calls[j] = reach;
+        reach -= rejected;
     }
     out->score_calls = (unsigned)nfeasible;
     out->filter_s = kc_mono_now() - t_filter;
