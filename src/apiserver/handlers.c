@@ -102,7 +102,8 @@ static void respond_obj(struct kc_resp *resp, int code, json_t *obj, kc_rev_t re
         snprintf(rv, sizeof rv, "%lld", (long long)rev);
         json_object_set_new(kc_jmeta(obj), "resourceVersion", json_string(rv));
     }
-    kc_resp_json(resp, code, json_incref(obj));
+    /* handlers answer their own working tree and only drop it afterwards */
+    kc_resp_json_own(resp, code, json_incref(obj));
 }
 
 static void set_type_meta(json_t *obj, const struct kc_resource *res)

@@ -187,7 +187,7 @@ static int inproc_request_json(void *impl, const char *method, const char *url, 
     struct kc_req req;
     fill_req(ip, &req, method, path, query, ctype, NULL, 0);
     req.body_json = body;
-    struct kc_resp resp = {.keep_json = true};
+    struct kc_resp resp = {.keep_json = true, .discard_json = !want_body};
     kc_dispatch(&req, &resp);
     json_decref(query);
     free(path);

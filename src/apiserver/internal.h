@@ -200,11 +200,15 @@ struct kc_resp {
     bool cacheable;             /* Cache-Control: public, immutable (hashed openapi) */
     bool keep_json;             /* set by the in-process caller: a 2xx JSON answer stays a tree in json */
     json_t *json;               /* with keep_json: the answer (owned) instead of body bytes */
+    bool discard_json;          /* with keep_json: the caller does not want a 2xx answer's body */
     char *etag;
 };
 
 void kc_resp_release(struct kc_resp *r);
 void kc_resp_json(struct kc_resp *r, int code, json_t *body /* stolen */);
+/* The same for a tree nobody but the caller will touch again (it only drops its reference): an
+ * in-process caller may take it as it is. */
+void kc_resp_json_own(struct kc_resp *r, int code, json_t *body /* stolen */);
 void kc_resp_raw(struct kc_resp *r, int code, const char *ctype, char *body, size_t len);
 /* Builds a Status failure. details_kind may be NULL. */
 void kc_resp_status(struct kc_resp *r, int code, const char *reason, const char *message, const char *name,

@@ -154,11 +154,20 @@ void kc_resp_raw(struct kc_resp *r, int code, const char *ctype, char *body, siz
     r->body_len = len;
 }
 
-void kc_resp_json(struct kc_resp *r, int code, json_t *body)
+static void resp_json(struct kc_resp *r, int code, json_t *body, bool exclusive)
 {
     /* In-process callers take a 2xx answer as the tree itself when nobody else holds it (the
-     * caller may then keep and modify it). */
-    if (r->keep_json && code >= 200 && code < 300 && body && body->refcount == 1) {
+     * caller may then keep and modify it), or not at all when they asked for no body. */
+    if (r->keep_json && code >= 200 && code < 300 && body && r->discard_json) {
+        json_decref(body);
+        free(r->body);
+        r->body = NULL;
+        r->body_len = 0;
+        r->code = code;
+        r->content_type = "application/json";
+        return;
+    }
+    if (r->keep_json && code >= 200 && code < 300 && body && (exclusive || body->refcount == 1)) {
         free(r->body);
         r->body = NULL;
         r->body_len = 0;
@@ -177,6 +186,10 @@ void kc_resp_json(struct kc_resp *r, int code, json_t *body)
     }
     kc_resp_raw(r, code, "application/json", s, len);
 }
+
+void kc_resp_json(struct kc_resp *r, int code, json_t *body) { resp_json(r, code, body, false); }
+
+void kc_resp_json_own(struct kc_resp *r, int code, json_t *body) { resp_json(r, code, body, true); }
 
 void kc_resp_status(struct kc_resp *r, int code, const char *reason, const char *message, const char *name,
                     const char *group, const char *details_kind, json_t *causes)

@@ -26,6 +26,13 @@
 
 #define BOOKMARK_EVERY_S 30
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 struct kc_watch_stream {
     struct kc_server *srv;
     const struct kc_resource *res;
@@ -36,7 +43,8 @@ struct kc_watch_stream {
     kc_rev_t pos;
     struct kc_obj **initial;
     size_t ninitial, ii;
-    time_t deadline, last_bookmark;
+    time_t last_bookmark;
+    double deadline; /* CLOCK_MONOTONIC seconds; 0 = none (whole-second time() made 2 s end after 1.1 s) */
     struct kc_req_info info; /* for apiserver_longrunning_requests */
     struct kc_buf out;  /* formatted bytes not yet handed to the HTTP layer */
     size_t out_off;
@@ -180,7 +188,7 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
     w->bookmarks = kc_query_bool(req->query, "allowWatchBookmarks");
     const char *ts = kc_query(req->query, "timeoutSeconds");
     if (ts && atol(ts) > 0)
-        w->deadline = time(NULL) + atol(ts);
+        w->deadline = mono_s() + (double)atol(ts);
     w->last_bookmark = time(NULL);
     const char *rvs = kc_query(req->query, "resourceVersion");
     const char *sie = kc_query(req->query, "sendInitialEvents");
@@ -329,7 +337,7 @@ static int produce(struct kc_watch_stream *w, int conn_fd)
         if (drain_ring(w, 64) > 0)
             continue;
         time_t now = time(NULL);
-        if (w->deadline && now >= w->deadline)
+        if (w->deadline > 0 && mono_s() >= w->deadline)
             return 0;
         if (w->bookmarks && now - w->last_bookmark >= BOOKMARK_EVERY_S) {
             emit_bookmark(w, false);
@@ -339,7 +347,12 @@ static int produce(struct kc_watch_stream *w, int conn_fd)
             return -1;
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += 1;
+        double slice = 1.0; /* to notice hang-ups and shutdown; shorter to end on time */
+        if (w->deadline > 0 && w->deadline - mono_s() < slice)
+            slice = w->deadline - mono_s() > 0.001 ? w->deadline - mono_s() : 0.001;
+        long long ns = (long long)dl.tv_nsec + (long long)(slice * 1e9);
+        dl.tv_sec += (time_t)(ns / 1000000000LL);
+        dl.tv_nsec = (long)(ns % 1000000000LL);
         pthread_mutex_lock(&w->st->mu);
         size_t len = w->st->ring_len;
         kc_rev_t last = len ? w->st->ring[(w->st->ring_head + len - 1) % w->st->ring_cap].rev : 0;
