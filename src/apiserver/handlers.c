@@ -533,7 +533,10 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
         return;
     }
     /* the cache already holds the served bytes of this revision: answer with them */
-    struct kc_obj *o = res->from_storage ? NULL : kc_cache_get(res->storage, key);
+    if (res == ns_resource())
+        kc_nsctl_kick(srv); /* its default ServiceAccount */
+    /* HTTP clients get the cached bytes; in-process callers the tree itself */
+    struct kc_obj *o = res->from_storage || resp->keep_json ? NULL : kc_cache_get(res->storage, key);
     if (o && o->rev == rev) {
         kc_resp_raw(resp, 201, "application/json", strndup(o->json, o->len), o->len);
         kc_obj_unref(o);

@@ -93,6 +93,24 @@ static void expire_events(struct kc_server *srv)
     kc_objs_free(v, n);
 }
 
+static void ensure_default_sa(struct kc_server *srv, const char *ns)
+{
+    const struct kc_resource *sar = kc_resource_find("", "v1", "serviceaccounts");
+    char key[400];
+    snprintf(key, sizeof key, "%s%s/default", sar->storage_prefix, ns);
+    struct kc_obj *o = kc_cache_get(sar->storage, key);
+    if (o) {
+        kc_obj_unref(o);
+        return;
+    }
+    json_t *sa = json_pack("{s:s,s:s,s:{s:s,s:s}}", "apiVersion", "v1", "kind", "ServiceAccount", "metadata", "name",
+                           "default", "namespace", ns);
+    struct kc_err err = {0};
+    if (sa && kc_server_create_json(srv, sar, sa, &err) && err.code != 409)
+        kc_debug("nsctl", "default ServiceAccount in %s: %s", ns, err.message);
+    json_decref(sa);
+}
+
 static void *ns_thread(void *arg)
 {
     struct kc_server *srv = arg;
@@ -114,6 +132,8 @@ static void *ns_thread(void *arg)
         for (size_t i = 0; i < n; i++)
             if (strstr(v[i]->json, "\"deletionTimestamp\""))
                 finalize(srv, v[i]->name);
+            else
+                ensure_default_sa(srv, v[i]->name);
         kc_objs_free(v, n);
         if (srv->opts.event_ttl_s > 0 && time(NULL) - last_sweep >= 60) {
             last_sweep = time(NULL);

@@ -166,6 +166,12 @@ class KubectlTest(harness.KubectlMixin, harness.ServerTestCase):
         self.assertEqual(self.k("get", "pc", pcname, "-o", "jsonpath={.value}").stdout, "1000")
         pcs = self.k("get", "pc").stdout.splitlines()
         self.assertEqual(pcs[0].split(), ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"])
+        # as upstream's serviceaccounts controller: a new namespace gets its "default" ServiceAccount
+        for _ in range(50):
+            if self.k("get", "-n", ns, "serviceaccount", "default", ok=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.k("get", "-n", ns, "sa", "default", "-o", "jsonpath={.metadata.name}").stdout, "default")
         p = self.k("create", "deployment", "web", "-n", ns, "--image=nginx", ok=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn('deployments.apps "web" already exists', p.stderr)
