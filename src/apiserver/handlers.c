@@ -1352,6 +1352,16 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
 {
     struct kc_server *srv = req->srv;
     json_t *opts = NULL;
+    if (!strcmp(res->kind, "PriorityClass") &&
+        (!strcmp(name, "system-node-critical") || !strcmp(name, "system-cluster-critical"))) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "priorityclasses.scheduling.k8s.io \"%s\" is forbidden: this is a system priority class and "
+                 "cannot be deleted",
+                 name);
+        kc_resp_status(resp, 403, "Forbidden", msg, name, "scheduling.k8s.io", "priorityclasses", NULL);
+        return;
+    }
     if (kc_req_has_body(req)) {
         struct kc_err err = {0};
         if (kc_req_json(req, &opts, &err)) {
@@ -1659,6 +1669,8 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
         st = json_object();
         json_object_set_new(*next, "status", st);
     }
+    /* a bound pod is no longer nominated (upstream's ClearingNominatedNodeNameAfterBinding) */
+    json_object_del(st, "nominatedNodeName");
     json_t *conds = json_object_get(st, "conditions");
     if (!json_is_array(conds)) {
         conds = json_array();

@@ -198,6 +198,11 @@ class PlacementTest(SchedulerTestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("priority class names with 'system-' prefix are reserved for system use only. error: "
                       "system-mine is not a known system priority class", p.stderr)
+        # system classes cannot be deleted (upstream's priorityclass storage)
+        p = self.k("delete", "priorityclass", "system-node-critical", ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn('priorityclasses.scheduling.k8s.io "system-node-critical" is forbidden: this is a system '
+                      'priority class and cannot be deleted', p.stderr)
         # a pod in kube-system resolves the class to its value
         ns = "kube-system"
         self.k("run", "crit", "-n", ns, "--image=nginx:1.25", "--restart=Never",
