@@ -122,11 +122,11 @@ static void fill_req(struct inproc *ip, struct kc_req *req, const char *method, 
     req->body_len = body ? len : 0;
 }
 
-static int inproc_request(void *impl, const char *method, const char *url, const char *ctype, const char *body,
-                          size_t len, struct kc_client_resp *out, struct kc_err *err)
+/* Parses url, builds the request (bytes body, or a tree in body_json) and dispatches it into *resp
+ * (whose flags the caller set). A watch answered here is ended unless keep_stream. */
+static int run(struct inproc *ip, const char *method, const char *url, const char *ctype, const char *body, size_t len,
+               json_t *body_json, bool keep_stream, bool watch_objects, struct kc_resp *resp, struct kc_err *err)
 {
-    struct inproc *ip = impl;
-    memset(out, 0, sizeof *out);
     char *path = malloc(INPROC_MAX_URL);
     if (!path)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
@@ -139,18 +139,30 @@ static int inproc_request(void *impl, const char *method, const char *url, const
     }
     struct kc_req req;
     fill_req(ip, &req, method, path, query, ctype, body, len);
-    struct kc_resp resp = {0};
+    req.body_json = body_json;
+    req.watch_objects = watch_objects;
     if (len > KC_MAX_BODY)
-        kc_resp_status(&resp, 413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728", NULL, NULL,
+        kc_resp_status(resp, 413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728", NULL, NULL,
                        NULL, NULL);
     else
-        kc_dispatch(&req, &resp);
+        kc_dispatch(&req, resp);
     json_decref(query);
     free(path);
-    if (resp.stream) { /* a watch through request(): nothing sensible to return but the status */
-        kc_watch_free(resp.stream);
-        resp.stream = NULL;
+    if (resp->stream && !keep_stream) { /* a watch through request(): nothing sensible to return but the status */
+        kc_watch_free(resp->stream);
+        resp->stream = NULL;
     }
+    return 0;
+}
+
+static int inproc_request(void *impl, const char *method, const char *url, const char *ctype, const char *body,
+                          size_t len, struct kc_client_resp *out, struct kc_err *err)
+{
+    memset(out, 0, sizeof *out);
+    struct kc_resp resp = {0};
+    int rc = run(impl, method, url, ctype, body, len, NULL, false, false, &resp, err);
+    if (rc)
+        return rc;
     out->code = resp.code;
     out->retry_after = resp.retry_after;
     out->len = resp.body ? resp.body_len : 0;
@@ -172,29 +184,11 @@ static int inproc_request(void *impl, const char *method, const char *url, const
 static int inproc_request_json(void *impl, const char *method, const char *url, const char *ctype, json_t *body,
                                bool want_body, struct kc_client_resp *out, struct kc_err *err)
 {
-    struct inproc *ip = impl;
     memset(out, 0, sizeof *out);
-    char *path = malloc(INPROC_MAX_URL);
-    if (!path)
-        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    json_t *query = NULL;
-    int rc = split_url(url, path, &query, err);
-    if (rc) {
-        free(path);
-        json_decref(query);
-        return rc;
-    }
-    struct kc_req req;
-    fill_req(ip, &req, method, path, query, ctype, NULL, 0);
-    req.body_json = body;
     struct kc_resp resp = {.keep_json = true, .discard_json = !want_body};
-    kc_dispatch(&req, &resp);
-    json_decref(query);
-    free(path);
-    if (resp.stream) {
-        kc_watch_free(resp.stream);
-        resp.stream = NULL;
-    }
+    int rc = run(impl, method, url, ctype, NULL, 0, body, false, false, &resp, err);
+    if (rc)
+        return rc;
     out->code = resp.code;
     out->retry_after = resp.retry_after;
     bool ok = resp.code >= 200 && resp.code < 300;
@@ -330,23 +324,10 @@ static int pump_obj(struct kc_watch_stream *w, int conn_fd, kc_watch_obj_fn fn, 
 static int watch_common(struct inproc *ip, const char *url, kc_watch_line_fn fn, kc_watch_obj_fn ofn, void *ctx,
                         atomic_bool *stop, int *code, struct kc_err *err)
 {
-    char *path = malloc(INPROC_MAX_URL);
-    if (!path)
-        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    json_t *query = NULL;
-    int rc = split_url(url, path, &query, err);
-    if (rc) {
-        free(path);
-        json_decref(query);
-        return rc;
-    }
-    struct kc_req req;
-    fill_req(ip, &req, "GET", path, query, NULL, NULL, 0);
-    req.watch_objects = ofn != NULL;
     struct kc_resp resp = {0};
-    kc_dispatch(&req, &resp);
-    json_decref(query);
-    free(path);
+    int rc = run(ip, "GET", url, NULL, NULL, 0, NULL, true, ofn != NULL, &resp, err);
+    if (rc)
+        return rc;
     if (code)
         *code = resp.code;
     if (!resp.stream) {
