@@ -227,6 +227,21 @@ static int create_lease(struct kc_le *le, double t, struct kc_err *err)
     return 1;
 }
 
+/* Writes base (the Lease as read: its resourceVersion makes the update a CAS) with spec (stolen). */
+static int put_record(struct kc_le *le, json_t *base, json_t *spec, json_t **got, struct kc_err *err)
+{
+    json_t *upd = json_deep_copy(base);
+    if (!upd || !spec) {
+        json_decref(upd);
+        json_decref(spec);
+        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    }
+    json_object_set_new(upd, "spec", spec);
+    int rc = kc_client_update(le->c, le->path, upd, got, err);
+    json_decref(upd);
+    return rc;
+}
+
 int kc_le_try_acquire_or_renew(struct kc_le *le, struct kc_err *err)
 {
     pthread_mutex_lock(&le->mu);
@@ -256,17 +271,12 @@ int kc_le_try_acquire_or_renew(struct kc_le *le, struct kc_err *err)
     const char *acq = spec_str(cur, "acquireTime");
     json_t *nspec = record(le, le->identity, (int)(le->cfg.lease_duration_s + 0.5), mine && acq ? acq : ts, ts,
                            mine ? trans : trans + 1);
-    json_t *upd = json_deep_copy(cur);
-    if (!nspec || !upd) {
-        json_decref(nspec);
-        json_decref(upd);
-        pthread_mutex_unlock(&le->mu);
-        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    }
-    json_object_set_new(upd, "spec", nspec);
     json_t *got = NULL;
-    rc = kc_client_update(le->c, le->path, upd, &got, err); /* carries cur's resourceVersion: CAS */
-    json_decref(upd);
+    rc = put_record(le, cur, nspec, &got, err);
+    if (rc == KC_ENOMEM) {
+        pthread_mutex_unlock(&le->mu);
+        return rc;
+    }
     if (rc == KC_ECONFLICT || rc == KC_ENOTFOUND) {
         pthread_mutex_unlock(&le->mu);
         return 0; /* another candidate wrote first; the next attempt reads its record */
@@ -291,18 +301,8 @@ int kc_le_release(struct kc_le *le, struct kc_err *err)
     char ts[40];
     micro_time(now(le), ts, sizeof ts);
     json_int_t trans = json_integer_value(json_object_get(json_object_get(le->observed, "spec"), "leaseTransitions"));
-    json_t *upd = json_deep_copy(le->observed);
-    json_t *spec = record(le, "", 1, ts, ts, trans);
-    if (!upd || !spec) {
-        json_decref(upd);
-        json_decref(spec);
-        pthread_mutex_unlock(&le->mu);
-        return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    }
-    json_object_set_new(upd, "spec", spec);
     json_t *got = NULL;
-    int rc = kc_client_update(le->c, le->path, upd, &got, err);
-    json_decref(upd);
+    int rc = put_record(le, le->observed, record(le, "", 1, ts, ts, trans), &got, err);
     if (rc == 0)
         observe(le, got, now(le));
     pthread_mutex_unlock(&le->mu);
