@@ -137,14 +137,7 @@ static int node_of_pod(struct kc_agent *a, json_t *pod)
 /* Sleeps up to ms unless the agent stops; returns true if stopping. */
 static bool nap(struct kc_agent *a, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = kc_deadline(CLOCK_REALTIME, ms / 1000.0);
     pthread_mutex_lock(&a->mu);
     while (!atomic_load(&a->stop))
         if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT)

@@ -177,6 +177,14 @@ static void print_result(struct cli *o, const char *node, json_t *r)
                (double)json_integer_value(json_object_get(r, "freedBytes")) / 1e6, secs);
 }
 
+/* -o json: the whole answer on one line */
+static void print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    printf("%s\n", s ? s : "[]");
+    free(s);
+}
+
 static int run_request(struct cli *o)
 {
     json_t *nodes = targets(o);
@@ -230,11 +238,8 @@ static int run_request(struct cli *o)
             code = 1;
         print_result(o, name_of(json_array_get(nodes, i)), r);
     }
-    if (o->json) {
-        char *s = json_dumps(results, JSON_COMPACT);
-        printf("%s\n", s ? s : "[]");
-        free(s);
-    }
+    if (o->json)
+        print_json(results);
     json_decref(results);
     json_decref(nodes);
     return code;
@@ -271,11 +276,8 @@ static int run_ls(struct cli *o)
                        (double)size / 1e6);
         }
     }
-    if (o->json) {
-        char *s = json_dumps(out, JSON_COMPACT);
-        printf("%s\n", s ? s : "[]");
-        free(s);
-    }
+    if (o->json)
+        print_json(out);
     json_decref(out);
     json_decref(nodes);
     return 0;

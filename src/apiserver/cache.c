@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "util/jsonscan.h"
+#include "util/timeutil.h"
 #include "util/log.h"
 
 #define TREE_KEEP 256
@@ -632,14 +633,7 @@ void kc_cache_wake_all(struct kc_cache *c)
 
 int kc_cache_wait(struct kc_cache *c, kc_rev_t rev, int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = kc_deadline(CLOCK_REALTIME, timeout_ms / 1000.0);
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     if (c->rev >= rev) {

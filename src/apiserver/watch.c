@@ -23,15 +23,11 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "util/timeutil.h"
+
 
 #define BOOKMARK_EVERY_S 30
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct kc_watch_stream {
     struct kc_server *srv;
@@ -74,43 +70,42 @@ static void push_obj(struct kc_watch_stream *w, const char *type, json_t *obj /*
     w->q[w->qn++] = (struct oev){type, obj};
 }
 
-static const char *static_type(const char *type)
+/* type is a string literal (the event types are), so the objects-mode queue may keep the pointer. */
+static void emit_bytes(struct kc_watch_stream *w, const char *type, const char *obj, size_t len)
 {
-    static const char *const types[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-        if (!strcmp(types[i], type))
-            return types[i];
-    return "ERROR";
-}
-
-static void emit_raw(struct kc_watch_stream *w, const char *type, const char *obj, size_t len)
-{
-    if (w->objects) {
-        push_obj(w, static_type(type), json_loadb(obj, len, 0, NULL));
-        return;
-    }
     kc_buf_printf(&w->out, "{\"type\":\"%s\",\"object\":", type);
     kc_buf_append(&w->out, obj, len);
     kc_buf_puts(&w->out, "}\n");
+}
+
+/* An event whose object was built for this stream (a view, a Table, a bookmark, a Status). */
+static void emit_tree(struct kc_watch_stream *w, const char *type, json_t *obj /* stolen */)
+{
+    if (!obj)
+        return;
+    if (w->objects) {
+        push_obj(w, type, obj);
+        return;
+    }
+    size_t len;
+    char *s = kc_json_dump(obj, &len);
+    json_decref(obj);
+    if (s)
+        emit_bytes(w, type, s, len);
+    free(s);
 }
 
 static void emit(struct kc_watch_stream *w, const char *type, struct kc_obj *o)
 {
     if (!w->table && !w->res->from_storage) {
         if (w->objects)
-            push_obj(w, static_type(type), kc_obj_tree(o));
+            push_obj(w, type, kc_obj_tree(o));
         else
-            emit_raw(w, type, o->json, o->len);
+            emit_bytes(w, type, o->json, o->len);
         return;
     }
     if (!w->table) {
-        json_t *v = kc_obj_view(w->res, o);
-        size_t len;
-        char *s = kc_json_dump(v, &len);
-        json_decref(v);
-        if (s)
-            emit_raw(w, type, s, len);
-        free(s);
+        emit_tree(w, type, kc_obj_view(w->res, o));
         return;
     }
     json_t *t = kc_table_new(w->res, !w->defs_sent);
@@ -121,12 +116,7 @@ static void emit(struct kc_watch_stream *w, const char *type, struct kc_obj *o)
     snprintf(rv, sizeof rv, "%lld", (long long)o->rev);
     json_object_set_new(json_object_get(t, "metadata"), "resourceVersion", json_string(rv));
     json_decref(j);
-    size_t len;
-    char *s = kc_json_dump(t, &len);
-    json_decref(t);
-    if (s)
-        emit_raw(w, type, s, len);
-    free(s);
+    emit_tree(w, type, t);
 }
 
 static void emit_bookmark(struct kc_watch_stream *w, bool initial_end)
@@ -136,12 +126,8 @@ static void emit_bookmark(struct kc_watch_stream *w, bool initial_end)
     json_t *meta = json_pack("{s:s}", "resourceVersion", rv);
     if (initial_end)
         json_object_set_new(meta, "annotations", json_pack("{s:s}", "k8s.io/initial-events-end", "true"));
-    json_t *o = json_pack("{s:s,s:s,s:o}", "kind", w->res->kind, "apiVersion", w->res->api_version, "metadata", meta);
-    size_t len;
-    char *s = kc_json_dump(o, &len);
-    json_decref(o);
-    emit_raw(w, "BOOKMARK", s, len);
-    free(s);
+    emit_tree(w, "BOOKMARK",
+              json_pack("{s:s,s:s,s:o}", "kind", w->res->kind, "apiVersion", w->res->api_version, "metadata", meta));
     w->last_bookmark = time(NULL);
 }
 
@@ -151,11 +137,7 @@ static void emit_expired(struct kc_watch_stream *w, kc_rev_t asked, kc_rev_t old
     snprintf(msg, sizeof msg, "too old resource version: %lld (%lld)", (long long)asked, (long long)oldest);
     json_t *st = json_pack("{s:s,s:s,s:{},s:s,s:s,s:s,s:i}", "kind", "Status", "apiVersion", "v1", "metadata",
                            "status", "Failure", "message", msg, "reason", "Expired", "code", 410);
-    size_t len;
-    char *s = kc_json_dump(st, &len);
-    json_decref(st);
-    emit_raw(w, "ERROR", s, len);
-    free(s);
+    emit_tree(w, "ERROR", st);
     w->ended = true;
 }
 
@@ -188,7 +170,7 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
     w->bookmarks = kc_query_bool(req->query, "allowWatchBookmarks");
     const char *ts = kc_query(req->query, "timeoutSeconds");
     if (ts && atol(ts) > 0)
-        w->deadline = mono_s() + (double)atol(ts);
+        w->deadline = kc_mono_now() + (double)atol(ts);
     w->last_bookmark = time(NULL);
     const char *rvs = kc_query(req->query, "resourceVersion");
     const char *sie = kc_query(req->query, "sendInitialEvents");
@@ -337,7 +319,7 @@ static int produce(struct kc_watch_stream *w, int conn_fd)
         if (drain_ring(w, 64) > 0)
             continue;
         time_t now = time(NULL);
-        if (w->deadline > 0 && mono_s() >= w->deadline)
+        if (w->deadline > 0 && kc_mono_now() >= w->deadline)
             return 0;
         if (w->bookmarks && now - w->last_bookmark >= BOOKMARK_EVERY_S) {
             emit_bookmark(w, false);
@@ -345,14 +327,10 @@ static int produce(struct kc_watch_stream *w, int conn_fd)
         }
         if (client_gone(conn_fd))
             return -1;
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
         double slice = 1.0; /* to notice hang-ups and shutdown; shorter to end on time */
-        if (w->deadline > 0 && w->deadline - mono_s() < slice)
-            slice = w->deadline - mono_s() > 0.001 ? w->deadline - mono_s() : 0.001;
-        long long ns = (long long)dl.tv_nsec + (long long)(slice * 1e9);
-        dl.tv_sec += (time_t)(ns / 1000000000LL);
-        dl.tv_nsec = (long)(ns % 1000000000LL);
+        if (w->deadline > 0 && w->deadline - kc_mono_now() < slice)
+            slice = w->deadline - kc_mono_now() > 0.001 ? w->deadline - kc_mono_now() : 0.001;
+        struct timespec dl = kc_deadline(CLOCK_REALTIME, slice);
         pthread_mutex_lock(&w->st->mu);
         size_t len = w->st->ring_len;
         kc_rev_t last = len ? w->st->ring[(w->st->ring_head + len - 1) % w->st->ring_cap].rev : 0;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "util/map.h"
+#include "util/timeutil.h"
 
 #define MAX_HANDLERS 16
 #define MAX_INDEXES 8
@@ -602,14 +603,7 @@ int kc_informer_start(struct kc_informer *inf)
 
 int kc_informer_wait_synced(struct kc_informer *inf, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = kc_deadline(CLOCK_MONOTONIC, timeout_ms / 1000.0);
     pthread_mutex_lock(&inf->sync_mu);
     int rc = 0;
     while (!inf->synced && rc == 0)

@@ -311,21 +311,21 @@ int kc_le_release(struct kc_le *le, struct kc_err *err)
 
 /* ---------- the elector thread ---------- */
 
-/* Sleeps up to s seconds; true if kc_le_free asked the thread to stop. */
-static bool sleep_or_stop(struct kc_le *le, double s)
+/* Sleeps up to s seconds on wait_cv; true if the thread must end: kc_le_free asked it to, or (for
+ * the renewer, renewer true) the term is over. */
+static bool wait_or_end(struct kc_le *le, double s, bool renewer)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)(s * 1e9);
-    ts.tv_sec += (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec ts = kc_deadline(CLOCK_MONOTONIC, s);
     pthread_mutex_lock(&le->wait_mu);
-    while (!le->stop && pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts) != ETIMEDOUT) {
+    while (!le->stop && !(renewer && le->renew_quit) &&
+           pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts) != ETIMEDOUT) {
     }
-    bool stop = le->stop;
+    bool end = le->stop || (renewer && le->renew_quit);
     pthread_mutex_unlock(&le->wait_mu);
-    return stop;
+    return end;
 }
+
+static bool sleep_or_stop(struct kc_le *le, double s) { return wait_or_end(le, s, false); }
 
 static bool stopping(struct kc_le *le)
 {
@@ -347,21 +347,7 @@ static void became_leader_event(struct kc_le *le)
     json_decref(lease);
 }
 
-/* Sleeps up to s seconds on wait_cv; true if the thread must end (kc_le_free, or the term is over). */
-static bool renewer_sleep(struct kc_le *le, double s)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)(s * 1e9);
-    ts.tv_sec += (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
-    pthread_mutex_lock(&le->wait_mu);
-    while (!le->stop && !le->renew_quit && pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts) != ETIMEDOUT) {
-    }
-    bool end = le->stop || le->renew_quit;
-    pthread_mutex_unlock(&le->wait_mu);
-    return end;
-}
+static bool renewer_sleep(struct kc_le *le, double s) { return wait_or_end(le, s, true); }
 
 /* The renewer of one term: renews every retry period and records when the last successful renewal
  * STARTED (the record it wrote is at least that fresh). A request may hang (an etcd leader change
@@ -399,11 +385,7 @@ static int lead(struct kc_le *le, double t_acquired, pthread_t *renewer)
         double left = le->last_renew + le->cfg.renew_deadline_s - now(le);
         if (le->stop || left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long long ns = (long long)ts.tv_nsec + (long long)((left < 0.05 ? left : 0.05) * 1e9);
-        ts.tv_sec += (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
+        struct timespec ts = kc_deadline(CLOCK_MONOTONIC, left < 0.05 ? left : 0.05);
         pthread_cond_timedwait(&le->wait_cv, &le->wait_mu, &ts);
     }
     le->renew_quit = true;

@@ -911,17 +911,8 @@ static void *sched_loop(void *arg)
         if (flush)
             last_flush = t;
         if (!s->nheap) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
             double wait = next_due - t;
-            if (wait < 0.01)
-                wait = 0.01;
-            dl.tv_sec += (time_t)wait;
-            dl.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            struct timespec dl = kc_deadline(CLOCK_REALTIME, wait < 0.01 ? 0.01 : wait);
             pthread_cond_timedwait(&s->cond, &s->mu, &dl);
             continue;
         }

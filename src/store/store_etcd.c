@@ -44,6 +44,7 @@
 #include <time.h>
 
 #include "util/buf.h"
+#include "util/timeutil.h"
 
 #define REGISTRY "/registry"
 #define REGISTRY_LEN 9
@@ -134,13 +135,7 @@ static void atomic_max(atomic_llong *a, kc_rev_t v)
 
 static void deadline_after(struct timespec *ts, long ms)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    *ts = kc_deadline(CLOCK_REALTIME, (double)ms / 1000.0);
 }
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -113,6 +113,18 @@ double kc_mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+struct timespec kc_deadline(clockid_t clk, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    if (!(seconds > 0))
+        return ts;
+    long long ns = (long long)ts.tv_nsec + (long long)((seconds - floor(seconds)) * 1e9);
+    ts.tv_sec += (time_t)floor(seconds) + (time_t)(ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    return ts;
+}
+
 int kc_parse_duration(const char *s, double *seconds)
 {
     if (!s || !*s)

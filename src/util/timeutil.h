@@ -20,5 +20,8 @@ void kc_time_human_duration(int64_t seconds, char *out, size_t n);
 int kc_parse_duration(const char *s, double *seconds);
 /* Monotonic seconds as a double, for latency measurement. */
 double kc_mono_now(void);
+/* The absolute time `seconds` from now on clock clk (negative counts as 0): the deadline of a
+ * pthread_cond_timedwait or sem_timedwait on a condition variable using that clock. */
+struct timespec kc_deadline(clockid_t clk, double seconds);
 
 #endif

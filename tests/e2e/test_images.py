@@ -31,29 +31,39 @@ def tool_cmd():
     return [os.environ.get("KUBEC_BIN", "kubec"), "images"]
 
 
-class ImagesTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.reg = Registry()
+class RegistryCase(unittest.TestCase):
+    """A class-wide registry with images pushed, and docker-config files for a good and a bad secret."""
+
+    @staticmethod
+    def start(cls, reg, push, prefix):
+        cls.reg = reg
         try:
-            cls.reg.start()
-            cls.v1 = cls.reg.push_busybox("v1", files={"etc/only-in-v1": "x\n"}, remove=["etc/removed"])
-            cls.v2 = cls.reg.push_busybox("v2")
+            reg.start()
+            push(reg)
         except Exception:
-            cls.reg.close()
+            reg.close()
             raise
-        cls.tmp = tempfile.mkdtemp(prefix="kubec-images-")
+        cls.tmp = tempfile.mkdtemp(prefix=prefix)
         cls.secrets = {}
         for name, pw in (("regcred", None), ("badcred", "wrong-password")):
             p = os.path.join(cls.tmp, name + ".json")
             with open(p, "w") as f:
-                json.dump(cls.reg.secret(name, password=pw), f)
+                json.dump(reg.secret(name, password=pw), f)
             cls.secrets[name] = p
 
     @classmethod
     def tearDownClass(cls):
         cls.reg.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class ImagesTest(RegistryCase):
+    @classmethod
+    def setUpClass(cls):
+        def push(reg):
+            cls.v1 = reg.push_busybox("v1", files={"etc/only-in-v1": "x\n"}, remove=["etc/removed"])
+            cls.v2 = reg.push_busybox("v2")
+        RegistryCase.start(cls, Registry(), push, "kubec-images-")
 
     def setUp(self):
         self.store = tempfile.mkdtemp(prefix="store-", dir=self.tmp)
@@ -281,30 +291,14 @@ class ImagesTest(unittest.TestCase):
         self.assertNotIn(layer.split(":")[1], os.listdir(os.path.join(self.store, "blobs", "sha256")))
 
 
-class BearerTokenTest(unittest.TestCase):
+class BearerTokenTest(RegistryCase):
     """The registry delegates auth to a token service (WWW-Authenticate: Bearer realm=...)."""
 
     @classmethod
     def setUpClass(cls):
-        cls.reg = Registry(auth="token")
-        try:
-            cls.reg.start()
-            cls.v1 = cls.reg.push_busybox("v1")
-        except Exception:
-            cls.reg.close()
-            raise
-        cls.tmp = tempfile.mkdtemp(prefix="kubec-images-bearer-")
-        cls.secrets = {}
-        for name, pw in (("regcred", None), ("badcred", "nope")):
-            p = os.path.join(cls.tmp, name + ".json")
-            with open(p, "w") as f:
-                json.dump(cls.reg.secret(name, password=pw), f)
-            cls.secrets[name] = p
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.reg.close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        def push(reg):
+            cls.v1 = reg.push_busybox("v1")
+        RegistryCase.start(cls, Registry(auth="token"), push, "kubec-images-bearer-")
 
     def pull(self, secret):
         cmd = tool_cmd() + ["pull", "%s/%s:v1" % (self.reg.host, REPO), "--local", tempfile.mkdtemp(dir=self.tmp),

@@ -56,7 +56,7 @@ def priority_class(name, value, never=False):
     return json.dumps(pc)
 
 
-class SchedulerTestCase(harness.KubectlMixin, unittest.TestCase):
+class SchedulerTestCase(harness.KubectlMixin, harness.ServerTestCase):
     """One `kubec server --sim-nodes NODES` per class; helpers for kubectl and the API."""
     NODES = 3
     extra_args = ()
@@ -66,7 +66,8 @@ class SchedulerTestCase(harness.KubectlMixin, unittest.TestCase):
         if not sim_available():
             raise unittest.SkipTest("`kubec server --sim-nodes` is not available in this build")
         cls.kubectl_bin = harness.kubectl_path(VERSION)
-        cls.server = harness.Server(["--sim-nodes", str(cls.NODES)] + list(cls.extra_args)).start()
+        cls.server_args = ["--sim-nodes", str(cls.NODES)] + list(cls.extra_args)
+        super().setUpClass()
         cls.cache = tempfile.mkdtemp(prefix="kubec-sched-cache-")
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -79,15 +80,6 @@ class SchedulerTestCase(harness.KubectlMixin, unittest.TestCase):
         else:
             cls.tearDownClass()
             raise AssertionError("%d sim nodes not Ready in 30 s" % cls.NODES)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            rc = cls.server.stop()
-            if rc != 0:
-                raise AssertionError("kubec server exited %s on SIGTERM:\n%s" % (rc, cls.server.read_log()[-4000:]))
-        finally:
-            cls.server.cleanup()
 
     # ---- helpers ----
 

@@ -51,7 +51,7 @@ def artifact_dir():
     return d
 
 
-class StressCase(unittest.TestCase):
+class StressCase(harness.ServerTestCase):
     server_args = ()
 
     @classmethod
@@ -60,17 +60,14 @@ class StressCase(unittest.TestCase):
             raise unittest.SkipTest("`kubec stress` is not available in this build")
         if not server_has_sim():
             raise unittest.SkipTest("`kubec server --sim-nodes` is not available in this build")
-        cls.server = harness.Server(cls.server_args).start()
+        super().setUpClass()
         cls.tmp = tempfile.mkdtemp(prefix="kubec-stress-")
 
     @classmethod
     def tearDownClass(cls):
         try:
-            rc = cls.server.stop()
-            if rc != 0:
-                raise AssertionError("kubec server exited %s on SIGTERM:\n%s" % (rc, cls.server.read_log()[-4000:]))
+            super().tearDownClass()
         finally:
-            cls.server.cleanup()
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def stress(self, *args, timeout=300):

@@ -38,6 +38,14 @@ static json_t *pod(const char *name, const char *cpu, int prio, const char *extr
     return p;
 }
 
+/* The scheduler's form of a pod built by pod() (taken). */
+static struct kc_spod *spod_of(json_t *pj)
+{
+    struct kc_spod *p = kc_spod_new(pj);
+    json_decref(pj);
+    return p;
+}
+
 static void place(struct kc_snapshot *s, const char *nodename, json_t *p)
 {
     json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(nodename));
@@ -95,9 +103,7 @@ static void test_filters(void **state)
         struct kc_snapshot s;
         kc_snapshot_init(&s);
         add_node(&s, node("n1", "2", "4Gi", c->node_extra));
-        json_t *pj = pod("p", c->cpu, 0, c->pod_extra);
-        struct kc_spod *p = kc_spod_new(pj);
-        json_decref(pj);
+        struct kc_spod *p = spod_of(pod("p", c->cpu, 0, c->pod_extra));
         struct kc_filter_result r;
         bool fits = kc_filter_node(&s, p, &s.nodes[0], &r);
         if (fits != (bool)c->fits)
@@ -136,9 +142,7 @@ static void test_least_allocated_prefers_empty_node(void **state)
     add_node(&s, node("busy", "4", "8Gi", NULL));
     add_node(&s, node("idle", "4", "8Gi", NULL));
     place(&s, "busy", pod("x", "3", 0, NULL));
-    json_t *pj = pod("p", "500m", 0, NULL);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "500m", 0, NULL));
     for (unsigned rr = 0; rr < 4; rr++) {
         struct kc_sched_result r = {0};
         unsigned k = rr;
@@ -156,9 +160,7 @@ static void test_image_locality(void **state)
     kc_snapshot_init(&s);
     add_node(&s, node("cold", "4", "8Gi", NULL));
     add_node(&s, node("warm", "4", "8Gi", "{\"status\":{\"images\":[{\"names\":[\"nginx:1.25\"],\"sizeBytes\":50000000}]}}"));
-    json_t *pj = pod("p", "100m", 0, NULL);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "100m", 0, NULL));
     struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
@@ -180,9 +182,7 @@ static void test_topology_spread(void **state)
     add_node(&s, node("b1", "8", "8Gi", "{\"metadata\":{\"labels\":{\"zone\":\"b\"}}}"));
     add_node(&s, node("nozone", "8", "8Gi", NULL));
     place(&s, "a1", pod("w1", "100m", 0, NULL));
-    json_t *pj = pod("p", "100m", 0, SPREAD);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "100m", 0, SPREAD));
     struct kc_filter_result r;
     /* zone a has 1, b has 0: placing in a gives skew 2 > 1 */
     assert_false(kc_filter_node(&s, p, &s.nodes[0], &r));
@@ -214,11 +214,9 @@ static void test_anti_affinity(void **state)
     add_node(&s, node("n1", "8", "8Gi", NULL));
     add_node(&s, node("n2", "8", "8Gi", NULL));
     place(&s, "n1", pod("w1", "100m", 0, NULL));
-    json_t *pj = pod("p", "100m", 0,
+    struct kc_spod *p = spod_of(pod("p", "100m", 0,
                      "{\"spec\":{\"affinity\":{\"podAntiAffinity\":{\"requiredDuringSchedulingIgnoredDuringExecution\":"
-                     "[{\"topologyKey\":\"kubernetes.io/hostname\",\"labelSelector\":{\"matchLabels\":{\"app\":\"web\"}}}]}}}}");
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+                     "[{\"topologyKey\":\"kubernetes.io/hostname\",\"labelSelector\":{\"matchLabels\":{\"app\":\"web\"}}}]}}}}"));
     struct kc_filter_result r;
     assert_false(kc_filter_node(&s, p, &s.nodes[0], &r));
     assert_string_equal(r.reasons[0], "node(s) didn't match pod anti-affinity rules");
@@ -235,9 +233,7 @@ static void test_failed_message_aggregates(void **state)
     add_node(&s, node("n1", "1", "1Gi", NULL));
     add_node(&s, node("n2", "1", "1Gi", NULL));
     add_node(&s, node("n3", "8", "8Gi", "{\"spec\":{\"unschedulable\":true}}"));
-    json_t *pj = pod("p", "2", 0, "{\"spec\":{\"preemptionPolicy\":\"Never\"}}");
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "2", 0, "{\"spec\":{\"preemptionPolicy\":\"Never\"}}"));
     struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
@@ -261,9 +257,7 @@ static void test_failed_message_string_order(void **state)
         snprintf(name, sizeof name, "n%02d", i);
         add_node(&s, node(name, i < 10 ? "8" : "1", "1Gi", i < 10 ? "{\"spec\":{\"unschedulable\":true}}" : NULL));
     }
-    json_t *pj = pod("p", "2", 0, NULL);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "2", 0, NULL));
     struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
@@ -288,9 +282,7 @@ static void test_plugin_calls_counted(void **state)
     add_node(&s, node("b", "1", "8Gi", NULL));
     add_node(&s, node("c", "8", "8Gi", NULL));
     add_node(&s, node("d", "8", "8Gi", NULL));
-    json_t *pj = pod("p", "2", 0, NULL);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("p", "2", 0, NULL));
     struct kc_sched_result r = {0};
     r.time_plugins = true;
     unsigned rr = 0;
@@ -326,9 +318,7 @@ static void test_preemption_picks_fewest_lowest(void **state)
     place(&s, "n1", pod("low1", "1", 100, NULL));
     place(&s, "n1", pod("low2", "1", 100, NULL));
     place(&s, "n2", pod("mid", "2", 500, NULL));
-    json_t *pj = pod("high", "1", 1000, NULL);
-    struct kc_spod *p = kc_spod_new(pj);
-    json_decref(pj);
+    struct kc_spod *p = spod_of(pod("high", "1", 1000, NULL));
     struct kc_sched_result r = {0};
     unsigned rr = 0;
     kc_schedule(&s, p, &rr, &r);
@@ -338,16 +328,12 @@ static void test_preemption_picks_fewest_lowest(void **state)
     assert_int_equal(r.victims[0]->priority, 100);
     kc_spod_free(p);
     /* a pod that may not preempt gets no victims */
-    pj = pod("never", "1", 1000, "{\"spec\":{\"preemptionPolicy\":\"Never\"}}");
-    p = kc_spod_new(pj);
-    json_decref(pj);
+    p = spod_of(pod("never", "1", 1000, "{\"spec\":{\"preemptionPolicy\":\"Never\"}}"));
     kc_schedule(&s, p, &rr, &r);
     assert_int_equal(r.nominated, -1);
     kc_spod_free(p);
     /* equal priority cannot preempt */
-    pj = pod("peer", "1", 100, NULL);
-    p = kc_spod_new(pj);
-    json_decref(pj);
+    p = spod_of(pod("peer", "1", 100, NULL));
     kc_schedule(&s, p, &rr, &r);
     assert_int_equal(r.nominated, -1);
     assert_non_null(strstr(r.message, "No preemption victims found for incoming pod"));
