@@ -329,18 +329,12 @@ static void def_pc(json_t *o) { set_default(o, "preemptionPolicy", json_string("
  * (bootstrap.c), with exactly their value and globalDefault false — upstream's IsKnownSystemPriorityClass. */
 static void val_pc_system(json_t *o, const char *name, json_int_t value, json_t *causes)
 {
-    static const struct {
-        const char *name;
-        json_int_t value;
-    } known[] = {{"system-node-critical", 2000001000}, {"system-cluster-critical", 2000000000}};
+    const struct kc_system_pc *known = kc_system_priority_class(name);
     char why[200] = "";
-    size_t i = 0;
-    while (i < sizeof known / sizeof known[0] && strcmp(known[i].name, name))
-        i++;
-    if (i == sizeof known / sizeof known[0])
+    if (!known)
         snprintf(why, sizeof why, "%.100s is not a known system priority class", name);
-    else if (known[i].value != value)
-        snprintf(why, sizeof why, "value of %s PriorityClass must be %lld", name, (long long)known[i].value);
+    else if (known->value != value)
+        snprintf(why, sizeof why, "value of %s PriorityClass must be %lld", name, (long long)known->value);
     else if (json_is_true(json_object_get(o, "globalDefault")))
         snprintf(why, sizeof why, "globalDefault of %s PriorityClass must be false", name);
     if (*why)
@@ -460,9 +454,9 @@ static int resolve_priority(struct kc_server *srv, json_t *spec, struct kc_err *
         char key[400];
         snprintf(key, sizeof key, "%s%s", pcr->storage_prefix, pcn);
         struct kc_obj *o = kc_cache_get(pcr->storage, key);
-        /* the system classes are real objects (bootstrap.c creates them at start); the built-in values
-         * below only cover one deleted since (upstream refuses that deletion; kubec does not yet) */
-        if (!o && strcmp(pcn, "system-node-critical") && strcmp(pcn, "system-cluster-critical"))
+        /* the system classes are real objects (bootstrap.c creates them at start, deleting them is
+         * refused); their built-in values below only cover a store that lacks them */
+        if (!o && !kc_system_priority_class(pcn))
             return kc_err_set(err, KC_EINVAL, 403, "Forbidden",
                               "pods \"\" is forbidden: no PriorityClass with name %s was found", pcn);
         if (o) {
@@ -488,10 +482,9 @@ static int resolve_priority(struct kc_server *srv, json_t *spec, struct kc_err *
         value = json_integer_value(json_object_get(pc, "value"));
         if (kc_jstr(pc, "preemptionPolicy"))
             pp = kc_jstr(pc, "preemptionPolicy");
-    } else if (pcn && !strcmp(pcn, "system-node-critical"))
-        value = 2000001000;
-    else if (pcn && !strcmp(pcn, "system-cluster-critical"))
-        value = 2000000000;
+    } else if (kc_system_priority_class(pcn)) {
+        value = kc_system_priority_class(pcn)->value;
+    }
     json_t *have = json_object_get(spec, "priority");
     if (have && json_integer_value(have) != value) {
         json_decref(pc);

@@ -9,18 +9,23 @@
 #include "apiserver/internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "util/log.h"
 
-static const struct {
-    const char *name;
-    json_int_t value;
-    const char *description;
-} system_classes[] = {
+static const struct kc_system_pc system_classes[] = {
     {"system-node-critical", 2000001000, "Used for system critical pods that must not be moved from their current node."},
     {"system-cluster-critical", 2000000000,
      "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."},
 };
+
+const struct kc_system_pc *kc_system_priority_class(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof system_classes / sizeof system_classes[0]; i++)
+        if (!strcmp(system_classes[i].name, name))
+            return &system_classes[i];
+    return NULL;
+}
 
 void kc_bootstrap_system_priority_classes(struct kc_server *srv)
 {

@@ -622,6 +622,14 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
     }
 }
 
+static bool listed(const char *k, const char *const *list)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (!strcmp(k, list[i]))
+            return true;
+    return false;
+}
+
 /* Object a equals object b, ignoring keys listed in skip (NULL-terminated). */
 static bool equal_except(json_t *a, json_t *b, const char *const *skip)
 {
@@ -632,22 +640,13 @@ static bool equal_except(json_t *a, json_t *b, const char *const *skip)
     size_t na = 0, nb = 0;
     json_object_foreach(a, k, v)
     {
-        bool skipped = false;
-        for (size_t i = 0; skip[i]; i++)
-            skipped |= !strcmp(k, skip[i]);
-        if (skipped)
+        if (listed(k, skip))
             continue;
         na++;
         if (!json_equal(v, json_object_get(b, k)))
             return false;
     }
-    json_object_foreach(b, k, v)
-    {
-        bool skipped = false;
-        for (size_t i = 0; skip[i]; i++)
-            skipped |= !strcmp(k, skip[i]);
-        nb += !skipped;
-    }
+    json_object_foreach(b, k, v) nb += !listed(k, skip);
     return na == nb;
 }
 
@@ -1352,8 +1351,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
 {
     struct kc_server *srv = req->srv;
     json_t *opts = NULL;
-    if (!strcmp(res->kind, "PriorityClass") &&
-        (!strcmp(name, "system-node-critical") || !strcmp(name, "system-cluster-critical"))) {
+    if (!strcmp(res->kind, "PriorityClass") && kc_system_priority_class(name)) {
         char msg[200];
         snprintf(msg, sizeof msg,
                  "priorityclasses.scheduling.k8s.io \"%s\" is forbidden: this is a system priority class and "

@@ -296,6 +296,16 @@ void kc_table_add_row(json_t *table, const struct kc_resource *res, json_t *obj,
 int kc_nsctl_start(struct kc_server *srv);
 void kc_nsctl_stop(struct kc_server *srv);
 void kc_nsctl_kick(struct kc_server *srv);
+
+/* Upstream's system PriorityClasses (bootstrap.c): the one table of their names and values, used to
+ * create them at start, to reserve the "system-" prefix, to refuse their deletion and to resolve them. */
+struct kc_system_pc {
+    const char *name;
+    json_int_t value;
+    const char *description;
+};
+const struct kc_system_pc *kc_system_priority_class(const char *name); /* NULL if not one of them */
+void kc_bootstrap_system_priority_classes(struct kc_server *srv);
 /* apimetrics.c */
 void kc_apimetrics_init(void);
 void kc_apimetrics_request(const struct kc_req_info *ri, int code, double seconds);

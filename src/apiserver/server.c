@@ -287,7 +287,6 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char 
     return 0;
 }
 
-void kc_bootstrap_system_priority_classes(struct kc_server *srv);
 
 static void seed(struct kc_server *srv)
 {
