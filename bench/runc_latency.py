@@ -104,7 +104,7 @@ def main():
 
         make("warm")  # pulls the image once: later pods find it cached
         lat = [make("p%03d" % i) for i in range(a.pods)]
-        agent_part = []
+        agent_part, bind_part = [], []
         for i in range(a.pods):
             st, p, _ = server.request("GET", "/api/v1/namespaces/default/pods/p%03d" % i)
             tl = json.loads(((p.get("metadata") or {}).get("annotations") or {}).get("kubec.io/timeline", "{}"))
@@ -113,6 +113,7 @@ def main():
                 from datetime import datetime
                 f = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()  # noqa: E731
                 agent_part.append(f(tl["started"]) - f(start))
+                bind_part.append(running["p%03d" % i][0] - f(start))
         ms = lambda x: "%.0f ms" % (x * 1000)  # noqa: E731
         print("runc bind->Running, cached image, %d pods (sequential, pods kept running):" % a.pods)
         print("  client view (create -> watch shows Running): p50 %s  p90 %s  p99 %s  max %s" %
@@ -120,6 +121,9 @@ def main():
         if agent_part:
             print("  agent view (timeline created/scheduled -> started):  p50 %s  p90 %s  p99 %s  max %s" %
                   (ms(pct(agent_part, 50)), ms(pct(agent_part, 90)), ms(pct(agent_part, 99)), ms(max(agent_part))))
+        if bind_part:  # upstream's pod startup SLI: creation (here the bind) -> a watch observes it running
+            print("  bind view (timeline created/scheduled -> watch shows Running): p50 %s  p90 %s  p99 %s  max %s" %
+                  (ms(pct(bind_part, 50)), ms(pct(bind_part, 90)), ms(pct(bind_part, 99)), ms(max(bind_part))))
         print("  target: p50 <= 100 ms, p99 <= 300 ms")
         # clean up: delete all, wait until gone
         for name in ["warm"] + ["p%03d" % i for i in range(a.pods)]:

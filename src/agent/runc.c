@@ -871,6 +871,23 @@ static bool have_overlay(void)
     return ok;
 }
 
+/* A bare command name looked up in $PATH once, so that each of the many runc calls is one execve
+ * instead of one per PATH entry before the hit. Left as given when not found (the spawn reports it). */
+static void resolve_exe(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s", name);
+    const char *path = getenv("PATH");
+    if (strchr(name, '/') || !path)
+        return;
+    for (const char *d = path; *d;) {
+        size_t len = strcspn(d, ":");
+        if (len && (size_t)snprintf(out, n, "%.*s/%s", (int)len, d, name) < n && !access(out, X_OK))
+            return;
+        d += len + (d[len] == ':');
+    }
+    snprintf(out, n, "%s", name);
+}
+
 int kc_runc_runtime_new(const struct kc_runc_opts *o, const struct kc_runtime_ops **ops, void **impl,
                         struct kc_err *err)
 {
@@ -889,7 +906,7 @@ int kc_runc_runtime_new(const struct kc_runc_opts *o, const struct kc_runtime_op
         snprintf(r->dir, sizeof r->dir, "%s/%s", getcwd(cwd, sizeof cwd) ? cwd : ".", o->data_dir);
     }
     snprintf(r->runc_root, sizeof r->runc_root, "%.500s/runc", r->dir);
-    snprintf(r->runc, sizeof r->runc, "%s", o->runc_path && *o->runc_path ? o->runc_path : "runc");
+    resolve_exe(o->runc_path && *o->runc_path ? o->runc_path : "runc", r->runc, sizeof r->runc);
     snprintf(r->cni_bin, sizeof r->cni_bin, "%s", o->cni_bin_dir && *o->cni_bin_dir ? o->cni_bin_dir : "/usr/lib/cni");
     snprintf(r->cidr, sizeof r->cidr, "%s", o->pod_cidr && *o->pod_cidr ? o->pod_cidr : "10.88.0.0/16");
     snprintf(r->bridge, sizeof r->bridge, "%.15s", o->bridge && *o->bridge ? o->bridge : "kubec0");

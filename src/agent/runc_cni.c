@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include "agent/runc_int.h"
+#include "util/log.h"
 
 #define CNI_VERSION "1.0.0"
 
@@ -280,6 +282,11 @@ static int pool_make(struct rc_netpool *pl, struct rc_sandbox *e)
 static void *pool_main(void *arg)
 {
     struct rc_netpool *pl = arg;
+    /* The refill runs right after a pod took an entry, i.e. while that pod's `runc run` is under way, and
+     * the CNI plugins it forks compete with runc for the two cores: at nice 19 (a per-thread value on
+     * Linux, inherited by the threads and processes it starts) the refill yields to the start path. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
+        kc_warn("agent", "netns pool: setpriority: %s", strerror(errno));
     pthread_mutex_lock(&pl->mu);
     while (!pl->stop) {
         if (pl->n >= pl->size) {
