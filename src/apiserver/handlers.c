@@ -596,7 +596,11 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
         json_t *st = json_incref(json_object_get(next, "status"));
         /* only the sent timeline annotation survives from next's metadata: keep just that string */
         json_t *sent_tl = json_incref(json_object_get(kc_jget(next, "metadata.annotations"), KC_TIMELINE_ANN));
-        json_t *copy = json_deep_copy(cur);
+        /* next = cur apart from status: cur is this request's own parse and is only read from here on, so
+         * next shares its subtrees; only metadata, which the steps after this change in place
+         * (timeline, managedFields, resourceVersion), is copied. */
+        json_t *copy = json_copy(cur);
+        json_object_set_new(copy, "metadata", json_deep_copy(kc_jmeta(cur)));
         json_object_clear(next);
         json_object_update(next, copy);
         json_decref(copy);
@@ -847,15 +851,21 @@ static int patch_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *r
     struct patch_ctx *p = ctx;
     struct kc_err err = {0};
     int rc;
-    json_t *base = json_deep_copy(cur);
-    /* the live resourceVersion is not a precondition unless the patch sets it */
-    json_object_del(kc_jmeta(base), "resourceVersion");
+    /* The patch functions read their input and build the result in a deep copy of their own, so the
+     * base is a shallow copy of cur with its own metadata object: the live resourceVersion is not a
+     * precondition unless the patch sets it. */
+    json_t *base = json_copy(cur), *bmeta = json_copy(kc_jmeta(cur));
+    json_object_del(bmeta, "resourceVersion");
+    json_object_set_new(base, "metadata", bmeta);
+    if (!base || !bmeta) {
+        json_decref(base);
+        kc_resp_status(resp, 500, "InternalError", "out of memory", NULL, NULL, NULL, NULL);
+        return -1;
+    }
     switch (p->type) {
     case PT_MERGE: rc = kc_merge_patch(base, p->patch, next, &err); break;
     case PT_JSON: {
-        json_t *withrv = json_deep_copy(cur);
-        rc = kc_json_patch(withrv, p->patch, next, &err);
-        json_decref(withrv);
+        rc = kc_json_patch(cur, p->patch, next, &err);
         /* an unchanged live resourceVersion is no precondition */
         if (!rc) {
             const char *a = kc_jstr(*next, "metadata.resourceVersion");
@@ -1657,7 +1667,13 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
                        NULL);
         return -1;
     }
-    *next = json_deep_copy(cur);
+    /* cur is this request's own parse, only read after this: next shares its subtrees except the three
+     * objects changed here or later in place (metadata, spec's top level, status). */
+    *next = json_copy(cur);
+    json_object_set_new(*next, "metadata", json_deep_copy(kc_jmeta(cur)));
+    json_object_set_new(*next, "spec", json_copy(json_object_get(cur, "spec")));
+    if (json_is_object(json_object_get(cur, "status")))
+        json_object_set_new(*next, "status", json_deep_copy(json_object_get(cur, "status")));
     json_object_del(kc_jmeta(*next), "resourceVersion");
     json_t *spec = json_object_get(*next, "spec");
     json_object_set_new(spec, "nodeName", json_string(b->node));
