@@ -10,7 +10,7 @@ the agent's own part (from the "scheduled"/"created" stamp to the "started" stam
 annotation, which leaves out the watch and client latency). A benchmark, not a test: it prints figures.
 
 Needs root, runc, containernetworking-plugins and the registry fixture's tools. Loopback only, bounded.
-Usage: sudo bench/runc_latency.py [--pods N] [--kubec PATH]
+Usage: sudo bench/runc_latency.py [--pods N] [--gap SECONDS] [--kubec PATH]
 """
 import argparse
 import json
@@ -39,6 +39,8 @@ def pct(v, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=100)
+    ap.add_argument("--gap", type=float, default=0.0,
+                    help="seconds between one pod Running and the next create (default 0: back to back)")
     ap.add_argument("--kubec", default=os.environ.get("KUBEC_BIN") or os.path.join(HERE, "..", "build", "kubec"))
     a = ap.parse_args()
     harness.KUBEC = a.kubec
@@ -103,7 +105,10 @@ def main():
             return running[name][0] - t0
 
         make("warm")  # pulls the image once: later pods find it cached
-        lat = [make("p%03d" % i) for i in range(a.pods)]
+        lat = []
+        for i in range(a.pods):
+            lat.append(make("p%03d" % i))
+            time.sleep(a.gap)
         agent_part, bind_part = [], []
         for i in range(a.pods):
             st, p, _ = server.request("GET", "/api/v1/namespaces/default/pods/p%03d" % i)
@@ -115,7 +120,8 @@ def main():
                 agent_part.append(f(tl["started"]) - f(start))
                 bind_part.append(running["p%03d" % i][0] - f(start))
         ms = lambda x: "%.0f ms" % (x * 1000)  # noqa: E731
-        print("runc bind->Running, cached image, %d pods (sequential, pods kept running):" % a.pods)
+        print("runc bind->Running, cached image, %d pods (sequential, %s, pods kept running):" %
+              (a.pods, "%.2f s between one Running and the next create" % a.gap if a.gap else "back to back"))
         print("  client view (create -> watch shows Running): p50 %s  p90 %s  p99 %s  max %s" %
               (ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(max(lat))))
         if agent_part:

@@ -554,7 +554,10 @@ static int rc_create_container(void *rt, const struct kc_rt_container *c, char *
                               "--detach", "--bundle", k->bundle, "--pid-file", pidf, k->id, NULL};
         struct kc_proc p = {.argv = argv, .out_fd = wout, .err_fd = werr};
         int st = 0;
+        atomic_fetch_add(&r->starting, 1);
         rc = kc_proc_run(&p, &st, NULL, NULL, err);
+        if (atomic_fetch_sub(&r->starting, 1) == 1)
+            rc_netpool_kick(r);
         if (!rc && st) {
             char msg[700];
             runc_log_error(logf, msg, sizeof msg);

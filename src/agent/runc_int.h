@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -97,6 +98,7 @@ struct rc {
     char dir[RUNC_PATH_MAX], runc_root[RUNC_PATH_MAX], runc[256], cni_bin[256], cidr[64], bridge[32];
     bool cgroup_v2;
     bool overlay_ok;
+    atomic_int starting; /* `runc run`s under way: the netns pool refills only when none is */
     pthread_mutex_t mu;
     struct kc_map ctrs;       /* id → struct rc_ctr */
     struct kc_map sandboxes;  /* uid → struct rc_sandbox */
@@ -124,6 +126,7 @@ void rc_net_teardown(struct rc *r, struct rc_sandbox *sb);
  * sandbox is a rename instead of a CNI call on its start path. size 0: no pool. */
 int rc_netpool_start(struct rc *r, int size, struct kc_err *err);
 void rc_netpool_stop(struct rc *r);
+void rc_netpool_kick(struct rc *r); /* a container start ended: a waiting refill may go on */
 
 /* ---- probes (runc_probe.c) ---- */
 int rc_probe_start(struct rc *r, struct kc_err *err);
