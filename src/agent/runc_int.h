@@ -30,6 +30,7 @@
 /* ---- child processes (runc_proc.c) ---- */
 struct kc_proc {
     const char *const *argv;  /* argv[0] is a path or a name looked up in PATH */
+    const char *path;         /* if set, the file executed instead of argv[0] (argv[0] stays the name shown) */
     const char *const *env;   /* extra "K=V" entries added to the environment (NULL-terminated), may be NULL */
     const char *in;           /* stdin data (NULL: /dev/null) */
     int out_fd, err_fd;       /* >= 0: give the child these as stdout/stderr instead of capturing */
@@ -99,6 +100,8 @@ struct rc {
     bool cgroup_v2;
     bool overlay_ok;
     atomic_int starting; /* `runc run`s under way: the netns pool refills only when none is */
+    int runc_fd;         /* sealed memfd copy of the runc binary, -1 if none (runc.c, runc_exe) */
+    char runc_exe[32];   /* what is executed for r->runc: "/proc/self/fd/N" or r->runc itself */
     pthread_mutex_t mu;
     struct kc_map ctrs;       /* id → struct rc_ctr */
     struct kc_map sandboxes;  /* uid → struct rc_sandbox */
@@ -124,6 +127,8 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err);
 void rc_net_teardown(struct rc *r, struct rc_sandbox *sb);
 /* A few namespaces made and wired (CNI ADD) ahead of time by a thread of the pool, so that a pod's
  * sandbox is a rename instead of a CNI call on its start path. size 0: no pool. */
+/* The file to execute for runc: its sealed copy when there is one (runc.c), else NULL (argv[0]). */
+static inline const char *rc_runc_exe(const struct rc *r) { return r->runc_fd >= 0 ? r->runc_exe : NULL; }
 int rc_netpool_start(struct rc *r, int size, struct kc_err *err);
 void rc_netpool_stop(struct rc *r);
 void rc_netpool_kick(struct rc *r); /* a container start ended: a waiting refill may go on */

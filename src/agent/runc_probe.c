@@ -175,7 +175,8 @@ static int probe_exec(struct rc *r, const char *id, json_t *e, int timeout_ms, c
     for (size_t i = 0; i < argc; i++)
         argv[k++] = json_string_value(json_array_get(cmd, i)) ?: "";
     argv[k] = NULL;
-    struct kc_proc p = {.argv = argv, .out_fd = -1, .err_fd = -1, .timeout_ms = timeout_ms + 1000, .out_max = 4096};
+    struct kc_proc p = {.argv = argv, .path = rc_runc_exe(r), .out_fd = -1, .err_fd = -1, .timeout_ms = timeout_ms + 1000,
+                        .out_max = 4096};
     int st = 0;
     char *out = NULL, *err_out = NULL;
     struct kc_err err = {0};

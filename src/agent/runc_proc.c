@@ -99,7 +99,8 @@ static int spawn(const struct kc_proc *p, int in_r, int out_w, int err_w, char *
     if (!(rc = spawn_stdio(&fa, in_r, 0)) && !(rc = spawn_stdio(&fa, p->out_fd >= 0 ? p->out_fd : out_w, 1)) &&
         !(rc = spawn_stdio(&fa, p->err_fd >= 0 ? p->err_fd : err_w, 2)) &&
         !(rc = posix_spawnattr_setsigmask(&at, &none)) && !(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK)))
-        rc = posix_spawnp(pid, p->argv[0], &fa, &at, (char *const *)(uintptr_t)p->argv, envp ? envp : environ);
+        rc = posix_spawnp(pid, p->path ? p->path : p->argv[0], &fa, &at, (char *const *)(uintptr_t)p->argv,
+                          envp ? envp : environ);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     return rc;
