@@ -283,9 +283,9 @@ static int pool_make(struct rc_netpool *pl, struct rc_sandbox *e)
 static void *pool_main(void *arg)
 {
     struct rc_netpool *pl = arg;
-    /* The refill runs right after a pod took an entry, i.e. while that pod's `runc run` is under way, and
-     * the CNI plugins it forks compete with runc for the two cores: at nice 19 (a per-thread value on
-     * Linux, inherited by the threads and processes it starts) the refill yields to the start path. */
+    /* The CNI plugins a refill forks compete with container starts for the cores: a refill waits until
+     * no `runc run` is under way (below), and at nice 19 (a per-thread value on Linux, inherited by the
+     * threads and processes it starts) it yields to a start that begins while it runs. */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19))
         kc_warn("agent", "netns pool: setpriority: %s", strerror(errno));
     pthread_mutex_lock(&pl->mu);
@@ -294,9 +294,10 @@ static void *pool_main(void *arg)
             pthread_cond_wait(&pl->cv, &pl->mu);
             continue;
         }
-        /* A refill costs ~80 ms of CPU in the bridge and host-local plugins; run at the same time as a
-         * container start (runc itself uses more than one core for ~60 ms) it made that start ~20 ms
-         * slower on two cores. So it waits until no `runc run` is under way. */
+        /* A refill costs ~80 ms of CPU in the bridge and host-local plugins; beside a container start
+         * (runc itself keeps more than one core busy) it slowed that start on two cores (perf sched:
+         * runc waiting for a core while the plugins ran). So it waits until no `runc run` is under way;
+         * the start that ends kicks it (rc_netpool_kick), the timed wait is a safety net. */
         if (atomic_load(&pl->r->starting) > 0) {
             struct timespec ts = kc_deadline(CLOCK_REALTIME, 0.05);
             pthread_cond_timedwait(&pl->cv, &pl->mu, &ts);
