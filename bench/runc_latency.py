@@ -43,6 +43,9 @@ def main():
                     help="seconds between one pod Running and the next create (default 0: back to back)")
     ap.add_argument("--kubec", default=os.environ.get("KUBEC_BIN") or os.path.join(HERE, "..", "build", "kubec"))
     a = ap.parse_args()
+    # a SIGTERM (timeout, pkill) unwinds through the finally below like ^C does: without this the
+    # server, the agent and its containers outlived an interrupted run and skewed later measurements
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     harness.KUBEC = a.kubec
     if os.geteuid() != 0 or not shutil.which("runc"):
         print("runc_latency: needs root and runc")
