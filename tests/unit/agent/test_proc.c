@@ -33,6 +33,16 @@ static int run(const struct kc_proc *p, int *st, char **out, char **errout)
     return kc_proc_run(p, st, out, errout, &err);
 }
 
+/* Runs p, which must exit 0; returns its captured stdout (the caller frees it). */
+static char *run_ok(const struct kc_proc *p)
+{
+    int st = -1;
+    char *out = NULL;
+    assert_int_equal(run(p, &st, &out, NULL), 0);
+    assert_int_equal(st, 0);
+    return out;
+}
+
 static void exit_code_and_both_streams(void **state)
 {
     (void)state;
@@ -54,10 +64,7 @@ static void stdin_and_extra_env(void **state)
     const char *argv[] = {"sh", "-c", "read line; echo \"$line/$KC_X\"", NULL};
     const char *env[] = {"KC_X=extra", NULL};
     struct kc_proc p = {.argv = argv, .env = env, .in = "from-stdin\n", .out_fd = -1, .err_fd = -1};
-    int st = -1;
-    char *out = NULL;
-    assert_int_equal(run(&p, &st, &out, NULL), 0);
-    assert_int_equal(st, 0);
+    char *out = run_ok(&p);
     assert_string_equal(out, "from-stdin/extra\n");
     free(out);
 }
@@ -67,10 +74,7 @@ static void capture_is_capped(void **state)
     (void)state;
     const char *argv[] = {"sh", "-c", "i=0; while [ $i -lt 200 ]; do echo 0123456789; i=$((i+1)); done", NULL};
     struct kc_proc p = {.argv = argv, .out_fd = -1, .err_fd = -1, .out_max = 100};
-    int st = -1;
-    char *out = NULL;
-    assert_int_equal(run(&p, &st, &out, NULL), 0);
-    assert_int_equal(st, 0);
+    char *out = run_ok(&p);
     assert_int_equal(strlen(out), 100);
     free(out);
 }
@@ -83,9 +87,7 @@ static void given_stdout_descriptor(void **state)
     assert_true(fd >= 0);
     const char *argv[] = {"sh", "-c", "echo to-the-file", NULL};
     struct kc_proc p = {.argv = argv, .out_fd = fd, .err_fd = -1};
-    int st = -1;
-    assert_int_equal(run(&p, &st, NULL, NULL), 0);
-    assert_int_equal(st, 0);
+    free(run_ok(&p)); /* stdout went to fd: nothing captured */
     char buf[64] = "";
     assert_int_equal(pread(fd, buf, sizeof buf - 1, 0), 12);
     assert_string_equal(buf, "to-the-file\n");
@@ -99,10 +101,7 @@ static void exec_path_differs_from_argv0(void **state)
     (void)state;
     const char *argv[] = {"shown-name", "-c", "echo \"$0\"", NULL};
     struct kc_proc p = {.argv = argv, .path = "/bin/sh", .out_fd = -1, .err_fd = -1};
-    int st = -1;
-    char *out = NULL;
-    assert_int_equal(run(&p, &st, &out, NULL), 0);
-    assert_int_equal(st, 0);
+    char *out = run_ok(&p);
     assert_string_equal(out, "shown-name\n");
     free(out);
 }
