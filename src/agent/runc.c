@@ -905,7 +905,6 @@ static void resolve_exe(const char *name, char *out, size_t n)
 static void sealed_runc(struct rc *r)
 {
     r->runc_fd = -1;
-    snprintf(r->runc_exe, sizeof r->runc_exe, "%s", "");
     int in = open(r->runc, O_RDONLY | O_CLOEXEC);
     char magic[4] = {0};
     if (in < 0 || read(in, magic, 4) != 4 || memcmp(magic, "\177ELF", 4) || lseek(in, 0, SEEK_SET)) {

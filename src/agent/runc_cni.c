@@ -131,6 +131,16 @@ static int netns_dir(struct kc_err *err)
                       strerror(errno));
 }
 
+/* The empty file a namespace is bind-mounted on, as `ip netns add` makes it; fails if it exists. */
+static int netns_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 static void netns_delete(const char *name)
 {
     char p[200];
@@ -147,10 +157,8 @@ static int netns_add(const char *name, struct kc_err *err)
     int rc = netns_dir(err);
     if (rc)
         return rc;
-    int fd = open(p, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
-    if (fd < 0)
+    if (netns_file(p))
         return kc_err_set(err, KC_EIO, 0, "FailedCreatePodSandBox", "create %s: %s", p, strerror(errno));
-    close(fd);
     struct ns_job j = {.path = p};
     pthread_t t;
     if (pthread_create(&t, NULL, ns_make, &j)) {
@@ -215,8 +223,8 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
 
 /* ---- the pool ----
  * Entries are named kubec-pool-<tag>-<start time>-<n> (tag: from the data dir, so that two agents on
- * one machine keep apart; never reused, as a pod keeps its entry's name as CNI id) and wired with that name as CNI_CONTAINERID. Taking one moves its mount to
- * /run/netns/kubec-<uid> (the name every other part and `ip netns` use); the sandbox remembers the
+ * one machine keep apart; never reused, as a pod keeps its entry's name as CNI id) and wired with that
+ * name as CNI_CONTAINERID. Taking one moves its mount to /run/netns/kubec-<uid> (the name every other part and `ip netns` use); the sandbox remembers the
  * CNI id for its DEL. Thread: one refiller, woken when an entry is taken. A crashed agent's entries are
  * torn down at the next start (CNI DEL with their id, so host-local frees their addresses). */
 #define POOL_MAX 8
@@ -251,11 +259,9 @@ static bool pool_take(struct rc *r, struct rc_sandbox *sb)
     char from[200], to[200];
     snprintf(from, sizeof from, NETNS_DIR "/%.150s", e.netns_name);
     snprintf(to, sizeof to, NETNS_DIR "/%.150s", sb->netns_name);
-    int fd = open(to, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
-    if (fd >= 0)
-        close(fd);
-    if (fd < 0 || mount(from, to, "none", MS_BIND, NULL)) {
-        if (fd >= 0)
+    bool made = !netns_file(to);
+    if (!made || mount(from, to, "none", MS_BIND, NULL)) {
+        if (made)
             unlink(to);
         rc_net_teardown(r, &e); /* a fresh one is made the usual way */
         return false;
@@ -315,9 +321,7 @@ static void *pool_main(void *arg)
             pthread_mutex_lock(&pl->mu);
         }
         if (rc && !pl->stop) { /* CNI broken: try again later, pods fall back to the usual path */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 5;
+            struct timespec ts = kc_deadline(CLOCK_REALTIME, 5);
             pthread_cond_timedwait(&pl->cv, &pl->mu, &ts);
         }
     }
@@ -334,10 +338,7 @@ int rc_netpool_start(struct rc *r, int size, struct kc_err *err)
         return kc_err_set(err, KC_ENOMEM, 0, "InternalError", "out of memory");
     pl->r = r;
     pl->size = size > POOL_MAX ? POOL_MAX : size;
-    unsigned h = 2166136261u; /* FNV-1a of the data dir */
-    for (const char *c = r->dir; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    snprintf(pl->tag, sizeof pl->tag, "%08x", h);
+    snprintf(pl->tag, sizeof pl->tag, "%08lx", kc_hash_str(r->dir) & 0xffffffffUL);
     pl->epoch = time(NULL);
     /* leftovers of a crashed run of this agent: kubec-pool-<tag>-* */
     char prefix[40];

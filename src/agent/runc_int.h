@@ -100,8 +100,8 @@ struct rc {
     bool cgroup_v2;
     bool overlay_ok;
     atomic_int starting; /* `runc run`s under way: the netns pool refills only when none is */
-    int runc_fd;         /* sealed memfd copy of the runc binary, -1 if none (runc.c, runc_exe) */
-    char runc_exe[32];   /* what is executed for r->runc: "/proc/self/fd/N" or r->runc itself */
+    int runc_fd;         /* sealed memfd copy of the runc binary, -1 if none (runc.c, sealed_runc) */
+    char runc_exe[32];   /* "/proc/self/fd/<runc_fd>": kept as a string for the spawn (rc_runc_exe) */
     pthread_mutex_t mu;
     struct kc_map ctrs;       /* id → struct rc_ctr */
     struct kc_map sandboxes;  /* uid → struct rc_sandbox */
@@ -122,13 +122,14 @@ int rc_bundle_config(struct rc *r, const struct kc_rt_container *c, const struct
 /* The container's spec from the pod (borrowed), or NULL. */
 json_t *rc_container_spec(json_t *pod, const char *name, bool init);
 
+/* The file to execute for runc: its sealed copy when there is one, else NULL (argv[0], r->runc). */
+static inline const char *rc_runc_exe(const struct rc *r) { return r->runc_fd >= 0 ? r->runc_exe : NULL; }
+
 /* ---- networking (runc_cni.c) ---- */
 int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err);
 void rc_net_teardown(struct rc *r, struct rc_sandbox *sb);
 /* A few namespaces made and wired (CNI ADD) ahead of time by a thread of the pool, so that a pod's
  * sandbox is a rename instead of a CNI call on its start path. size 0: no pool. */
-/* The file to execute for runc: its sealed copy when there is one (runc.c), else NULL (argv[0]). */
-static inline const char *rc_runc_exe(const struct rc *r) { return r->runc_fd >= 0 ? r->runc_exe : NULL; }
 int rc_netpool_start(struct rc *r, int size, struct kc_err *err);
 void rc_netpool_stop(struct rc *r);
 void rc_netpool_kick(struct rc *r); /* a container start ended: a waiting refill may go on */

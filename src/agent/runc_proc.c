@@ -1,12 +1,13 @@
-/* runc_proc.c — runs helper programs (runc, CNI plugins, ip) as child processes for the runc runtime.
+/* runc_proc.c — runs helper programs (runc, the CNI plugins) as child processes for the runc runtime.
  *
  * posix_spawnp, which glibc implements with clone(CLONE_VM | CLONE_VFORK): the parent's page tables are
  * not copied. A plain fork() of the multi-threaded agent cost 2–28 ms per runc call here (page-table
  * copies are expensive in this VM) and was the largest part of the agent's own overhead around `runc
  * run` (docs/runtime.md). The child's stdio and signal mask are set through spawn file actions and
- * attributes, so no code of ours runs between clone and exec. Stdin fed from a buffer, stdout/stderr captured through pipes with a size cap each, the whole run
- * bounded by a timeout after which the child is SIGKILLed. The parent waits for exactly its pid, so it
- * never reaps container processes (which the runtime waits for itself).
+ * attributes, so no code of ours runs between clone and exec. Stdin fed from a buffer, stdout/stderr
+ * captured through pipes with a size cap each, the whole run bounded by a timeout after which the
+ * child is SIGKILLed. The parent waits for exactly its pid, so it never reaps container processes
+ * (which the runtime waits for itself).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +107,13 @@ static int spawn(const struct kc_proc *p, int in_r, int out_w, int err_w, char *
     return rc;
 }
 
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 int kc_proc_run(const struct kc_proc *p, int *status, char **out, char **errout, struct kc_err *err)
 {
     int inp[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -116,22 +124,24 @@ int kc_proc_run(const struct kc_proc *p, int *status, char **out, char **errout,
         (p->err_fd < 0 && pipe2(errp, O_CLOEXEC))) {
         free(envp);
         for (int i = 0; i < 2; i++) {
-            if (inp[i] >= 0) close(inp[i]);
-            if (outp[i] >= 0) close(outp[i]);
-            if (errp[i] >= 0) close(errp[i]);
+            close_fd(&inp[i]);
+            close_fd(&outp[i]);
+            close_fd(&errp[i]);
         }
         return kc_err_set(err, KC_EIO, 0, "InternalError", "cannot start %.200s: %s", p->argv[0], strerror(errno));
     }
     pid_t pid = -1;
     int serr = spawn(p, inp[0], outp[1], errp[1], envp, &pid);
     free(envp);
-    if (inp[0] >= 0) close(inp[0]);
-    if (outp[1] >= 0) close(outp[1]);
-    if (errp[1] >= 0) close(errp[1]);
+    close_fd(&inp[0]);
+    close_fd(&outp[1]);
+    close_fd(&errp[1]);
+    if (serr) { /* the parent's ends too: nothing will run */
+        close_fd(&inp[1]);
+        close_fd(&outp[0]);
+        close_fd(&errp[0]);
+    }
     if (serr == ENOENT || serr == EACCES || serr == ENOEXEC) { /* as the fork + execvp child did: exit 127 */
-        if (inp[1] >= 0) close(inp[1]);
-        if (outp[0] >= 0) close(outp[0]);
-        if (errp[0] >= 0) close(errp[0]);
         *status = 127;
         if (out)
             *out = strdup("");
@@ -142,19 +152,13 @@ int kc_proc_run(const struct kc_proc *p, int *status, char **out, char **errout,
         }
         return 0;
     }
-    if (serr) {
-        if (inp[1] >= 0) close(inp[1]);
-        if (outp[0] >= 0) close(outp[0]);
-        if (errp[0] >= 0) close(errp[0]);
+    if (serr)
         return kc_err_set(err, KC_EIO, 0, "InternalError", "spawn %.200s: %s", p->argv[0], strerror(serr));
-    }
     size_t in_len = p->in ? strlen(p->in) : 0, in_off = 0;
     if (inp[1] >= 0)
         fcntl(inp[1], F_SETFL, O_NONBLOCK);
-    if (inp[1] >= 0 && !in_len) {
-        close(inp[1]);
-        inp[1] = -1;
-    }
+    if (!in_len)
+        close_fd(&inp[1]);
     int64_t deadline = rc_now_ms() + (p->timeout_ms > 0 ? p->timeout_ms : RUNC_CMD_TIMEOUT_MS);
     bool timed_out = false;
     while (outp[0] >= 0 || errp[0] >= 0 || inp[1] >= 0) {
@@ -174,27 +178,23 @@ int kc_proc_run(const struct kc_proc *p, int *status, char **out, char **errout,
                 ssize_t n = read(*fd, b, sizeof b);
                 if (n > 0)
                     cap_add(i ? &ce : &co, b, (size_t)n);
-                else if (n == 0 || errno != EINTR) {
-                    close(*fd);
-                    *fd = -1;
-                }
+                else if (n == 0 || errno != EINTR)
+                    close_fd(fd);
             }
         }
         if (inp[1] >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t n = write(inp[1], p->in + in_off, in_len - in_off);
             if (n > 0)
                 in_off += (size_t)n;
-            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len) {
-                close(inp[1]);
-                inp[1] = -1;
-            }
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_off >= in_len)
+                close_fd(&inp[1]);
         }
     }
     if (timed_out)
         kill(pid, SIGKILL);
-    if (inp[1] >= 0) close(inp[1]);
-    if (outp[0] >= 0) close(outp[0]);
-    if (errp[0] >= 0) close(errp[0]);
+    close_fd(&inp[1]);
+    close_fd(&outp[0]);
+    close_fd(&errp[0]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;

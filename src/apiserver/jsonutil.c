@@ -158,21 +158,15 @@ static void resp_json(struct kc_resp *r, int code, json_t *body, bool exclusive)
 {
     /* In-process callers take a 2xx answer as the tree itself when nobody else holds it (the
      * caller may then keep and modify it), or not at all when they asked for no body. */
-    if (r->keep_json && code >= 200 && code < 300 && body && r->discard_json) {
-        json_decref(body);
-        free(r->body);
-        r->body = NULL;
-        r->body_len = 0;
-        r->code = code;
-        r->content_type = "application/json";
-        return;
-    }
-    if (r->keep_json && code >= 200 && code < 300 && body && (exclusive || body->refcount == 1)) {
+    if (r->keep_json && code >= 200 && code < 300 && body &&
+        (r->discard_json || exclusive || body->refcount == 1)) {
         free(r->body);
         r->body = NULL;
         r->body_len = 0;
         json_decref(r->json);
-        r->json = body;
+        r->json = r->discard_json ? NULL : body;
+        if (r->discard_json)
+            json_decref(body);
         r->code = code;
         r->content_type = "application/json";
         return;
