@@ -450,6 +450,7 @@ static int resolve_priority(struct kc_server *srv, json_t *spec, struct kc_err *
     const struct kc_resource *pcr = kc_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
     const char *pcn = kc_jstr(spec, "priorityClassName");
     json_t *pc = NULL;
+    const struct kc_system_pc *sys = NULL;
     if (pcn) {
         char key[400];
         snprintf(key, sizeof key, "%s%s", pcr->storage_prefix, pcn);
@@ -482,8 +483,8 @@ static int resolve_priority(struct kc_server *srv, json_t *spec, struct kc_err *
         value = json_integer_value(json_object_get(pc, "value"));
         if (kc_jstr(pc, "preemptionPolicy"))
             pp = kc_jstr(pc, "preemptionPolicy");
-    } else if (kc_system_priority_class(pcn)) {
-        value = kc_system_priority_class(pcn)->value;
+    } else if ((sys = kc_system_priority_class(pcn))) {
+        value = sys->value;
     }
     json_t *have = json_object_get(spec, "priority");
     if (have && json_integer_value(have) != value) {

@@ -287,7 +287,6 @@ static int resolve_listen(const char *listen, struct sockaddr_storage *ss, char 
     return 0;
 }
 
-
 static void seed(struct kc_server *srv)
 {
     const struct kc_resource *nsr = kc_resource_find("", "v1", "namespaces");

@@ -25,9 +25,7 @@
 
 #include "util/timeutil.h"
 
-
 #define BOOKMARK_EVERY_S 30
-
 
 struct kc_watch_stream {
     struct kc_server *srv;

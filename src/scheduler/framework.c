@@ -1180,18 +1180,14 @@ static inline __attribute__((always_inline)) void raw_scores_impl(const struct k
     score_lap(ts, SC_PODAFF, &tl);
 }
 
-static void raw_scores(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n, double *sc)
-{
-    raw_scores_impl(s, p, n, sc, NULL);
-}
-
 static void raw_scores_timed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
                              double *sc, double *ts)
 {
     raw_scores_impl(s, p, n, sc, ts);
 }
 
-/* raw_scores with raw_scores_timed's signature, so that the filter loop picks one of them once */
+/* The same without timing, with raw_scores_timed's signature so that the filter loop picks one of them
+ * once */
 static void raw_scores_untimed(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n,
                                double *sc, double *ts)
 {
@@ -1202,7 +1198,7 @@ static void raw_scores_untimed(const struct kc_snapshot *s, const struct kc_spod
 int64_t kc_score_node(const struct kc_snapshot *s, const struct kc_spod *p, const struct kc_snode *n)
 {
     double sc[SC_N];
-    raw_scores(s, p, n, sc);
+    raw_scores_untimed(s, p, n, sc, NULL);
     return (int64_t)(sc[SC_FIT] * weights[SC_FIT] + sc[SC_BALANCED] * weights[SC_BALANCED] +
                      sc[SC_IMAGE] * weights[SC_IMAGE]);
 }

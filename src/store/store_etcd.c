@@ -133,11 +133,6 @@ static void atomic_max(atomic_llong *a, kc_rev_t v)
         ;
 }
 
-static void deadline_after(struct timespec *ts, long ms)
-{
-    *ts = kc_deadline(CLOCK_REALTIME, (double)ms / 1000.0);
-}
-
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static int b64_append(struct kc_buf *b, const void *data, size_t n)
@@ -764,8 +759,7 @@ static int etcd_list(struct kc_store *base, const char *prefix, kc_rev_t at_rev,
 static void sync_watchers(struct etcd_store *s, kc_rev_t rev)
 {
     atomic_max(&s->event_rev, rev);
-    struct timespec dl;
-    deadline_after(&dl, SYNC_WAIT_MS);
+    struct timespec dl = kc_deadline(CLOCK_REALTIME, SYNC_WAIT_MS / 1000.0);
     pthread_mutex_lock(&s->wmu);
     for (;;) {
         bool behind = false;
@@ -1028,8 +1022,7 @@ static void *compactor_main(void *arg)
     kc_buf_init(&b, 1024);
     pthread_mutex_lock(&s->cmu);
     for (;;) {
-        struct timespec dl;
-        deadline_after(&dl, (long)s->compact_interval_s * 1000);
+        struct timespec dl = kc_deadline(CLOCK_REALTIME, (double)s->compact_interval_s);
         while (!s->compactor_stop && pthread_cond_timedwait(&s->ccond, &s->cmu, &dl) != ETIMEDOUT)
             ;
         if (s->compactor_stop)
@@ -1395,8 +1388,7 @@ static int etcd_watch(struct kc_store *base, const char *prefix, kc_rev_t from_r
     /* Wait until etcd registered the stream, then (from_rev > 0) until the
      * history this store knows of has been delivered. */
     kc_rev_t known = atomic_load(&s->event_rev);
-    struct timespec dl;
-    deadline_after(&dl, s->dial_ms * (long)s->neps * 3 + 10000);
+    struct timespec dl = kc_deadline(CLOCK_REALTIME, (s->dial_ms * (double)s->neps * 3 + 10000) / 1000.0);
     pthread_mutex_lock(&s->wmu);
     while (w->state == W_STARTING || (w->state == W_LIVE && from_rev > 0 && known >= from_rev && w->pos < known))
         if (pthread_cond_timedwait(&s->wcond, &s->wmu, &dl) == ETIMEDOUT)
