@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "agent/runc_int.h"
+#include "util/log.h"
 
 #define CGROUP2_MAGIC 0x63677270
 #define POLL_RUNNING_MS 1000
@@ -227,6 +228,25 @@ static int rc_remove_sandbox(void *rt, const char *pod_uid, struct kc_err *err)
             break;
         destroy_ctr(r, k);
     }
+    /* and those runc still has for this pod but the table does not (a `runc run` that failed or timed
+     * out after runc had made its container is dropped from the table without a runc delete): runc's
+     * own state directory lists them, as <pod uid>-<name>-<attempt> */
+    DIR *d = opendir(r->runc_root);
+    size_t ul = strlen(pod_uid);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, pod_uid, ul) || de->d_name[ul] != '-' || strlen(de->d_name) >= 80)
+            continue; /* 80: struct rc_ctr's id */
+        struct rc_ctr *k = calloc(1, sizeof *k);
+        if (!k)
+            break;
+        snprintf(k->id, sizeof k->id, "%s", de->d_name);
+        snprintf(k->bundle, sizeof k->bundle, "%.500s/bundles/%.100s", r->dir, k->id);
+        kc_warn("agent", "runc container %s was not in the agent's table: removed with its pod", k->id);
+        leftover(r, k);
+        free(k);
+    }
+    if (d)
+        closedir(d);
     pthread_mutex_lock(&r->mu);
     struct rc_sandbox *sb = kc_map_del(&r->sandboxes, pod_uid);
     char key[700];
