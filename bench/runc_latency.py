@@ -122,17 +122,17 @@ def main():
                 f = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()  # noqa: E731
                 agent_part.append(f(tl["started"]) - f(start))
                 bind_part.append(running["p%03d" % i][0] - f(start))
-        ms = lambda x: "%.0f ms" % (x * 1000)  # noqa: E731
+        def show(view, v):
+            if v:
+                ms = lambda x: "%.0f ms" % (x * 1000)  # noqa: E731
+                print("  %s: p50 %s  p90 %s  p99 %s  max %s" %
+                      (view, ms(pct(v, 50)), ms(pct(v, 90)), ms(pct(v, 99)), ms(max(v))))
         print("runc bind->Running, cached image, %d pods (sequential, %s, pods kept running):" %
               (a.pods, "%.2f s between one Running and the next create" % a.gap if a.gap else "back to back"))
-        print("  client view (create -> watch shows Running): p50 %s  p90 %s  p99 %s  max %s" %
-              (ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(max(lat))))
-        if agent_part:
-            print("  agent view (timeline created/scheduled -> started):  p50 %s  p90 %s  p99 %s  max %s" %
-                  (ms(pct(agent_part, 50)), ms(pct(agent_part, 90)), ms(pct(agent_part, 99)), ms(max(agent_part))))
-        if bind_part:  # upstream's pod startup SLI: creation (here the bind) -> a watch observes it running
-            print("  bind view (timeline created/scheduled -> watch shows Running): p50 %s  p90 %s  p99 %s  max %s" %
-                  (ms(pct(bind_part, 50)), ms(pct(bind_part, 90)), ms(pct(bind_part, 99)), ms(max(bind_part))))
+        show("client view (create -> watch shows Running)", lat)
+        show("agent view (timeline created/scheduled -> started)", agent_part)
+        # upstream's pod startup SLI: creation (here the bind) -> a watch observes it running
+        show("bind view (timeline created/scheduled -> watch shows Running)", bind_part)
         print("  target: p50 <= 100 ms, p99 <= 300 ms")
         # clean up: delete all, wait until gone
         for name in ["warm"] + ["p%03d" % i for i in range(a.pods)]:
