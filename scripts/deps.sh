@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(cmake gcc make pkg-config libjansson-dev libmicrohttpd-dev libsqlite3-dev libssl-dev
-      libcurl4-openssl-dev libfyaml-dev libcmocka-dev python3 python3-kubernetes curl ca-certificates etcd-server etcd-client prometheus chromium
+      libcurl4-openssl-dev libfyaml-dev libcmocka-dev libjemalloc-dev python3 python3-kubernetes curl ca-certificates etcd-server etcd-client prometheus chromium
       libarchive-dev libzstd-dev docker-registry apache2-utils umoci skopeo busybox-static python3-cryptography
       runc containernetworking-plugins iproute2)
 missing=()

@@ -19,13 +19,13 @@
 #include "apiserver/internal.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/alloc.h"
 #include "util/jsonscan.h"
 #include "util/timeutil.h"
 #include "util/log.h"
@@ -549,7 +549,7 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
     }
     kc_kv_list_release(&l);
     /* the start-up list freed as much as the cache keeps: hand it back to the system */
-    malloc_trim(0);
+    kc_alloc_release();
     for (size_t j = 0; j < c->nst; j++)
         c->st[j].ring_start_rev = rev;
     c->rev = rev;

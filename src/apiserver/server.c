@@ -27,6 +27,7 @@
 #include "scheduler/scheduler.h"
 #include "controller/controller.h"
 #include "pki/pki.h"
+#include "util/alloc.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -690,8 +691,8 @@ int kc_server_main(int argc, char **argv)
         else
             kc_info("apiserver", "Serving /metrics without authentication on http://%s", srv->opts.metrics_listen);
     }
-    kc_info("apiserver", "Serving on %s; kubeconfig %s; ready in %.1f ms", srv->server_url, kcpath,
-            (kc_mono_now() - t0) * 1000.0);
+    kc_info("apiserver", "Serving on %s; kubeconfig %s; ready in %.1f ms (allocator %s)", srv->server_url,
+            kcpath, (kc_mono_now() - t0) * 1000.0, kc_alloc_name());
     int sig = 0;
     sigwait(&sigs, &sig);
     kc_info("apiserver", "Received signal %d: shutting down", sig);
