@@ -322,9 +322,18 @@ static int store_err(struct kc_resp *resp, const struct kc_resource *res, const 
     return rc;
 }
 
-/* Writes obj (already prepared) to the store and waits for the cache. */
+/* Whether the handler's tree of a write may become the cache's informer tree of that version
+ * (kc_cache_offer): only if nobody changes it after the write. HTTP answers are serialised; an
+ * in-process caller that takes its answer as its own tree (keep_json without discard/share) may. */
+static bool may_offer(const struct kc_resource *res, const struct kc_resp *resp)
+{
+    return !res->to_storage && (!resp->keep_json || resp->discard_json || resp->share_json);
+}
+
+/* Writes obj (already prepared) to the store and waits for the cache. offer: obj stays unchanged after
+ * the write except its metadata object (may_offer), so the cache may share it. */
 static int write_obj(struct kc_server *srv, const struct kc_resource *res, const char *key, json_t *obj,
-                     kc_rev_t expect, bool create, kc_rev_t *new_rev, struct kc_err *err)
+                     kc_rev_t expect, bool create, bool offer, kc_rev_t *new_rev, struct kc_err *err)
 {
     json_object_del(kc_jmeta(obj), "resourceVersion");
     size_t len;
@@ -333,13 +342,15 @@ static int write_obj(struct kc_server *srv, const struct kc_resource *res, const
     json_decref(stored);
     if (!s)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    struct kc_offer *of = offer && !res->to_storage ? kc_cache_offer(srv->cache, key, s, len, obj) : NULL;
     double t0 = kc_mono_now();
     int rc = create ? kc_store_create(srv->store, key, s, len, new_rev, err)
                     : kc_store_update(srv->store, key, s, len, expect, new_rev, NULL, err);
     kc_apimetrics_store(create ? "create" : "update", res, kc_mono_now() - t0);
-    free(s);
     if (rc == 0 && kc_cache_wait(srv->cache, *new_rev, 10000) < 0)
         kc_warn("apiserver", "cache did not reach revision %lld within 10s", (long long)*new_rev);
+    kc_cache_withdraw(srv->cache, of);
+    free(s);
     return rc;
 }
 
@@ -527,7 +538,7 @@ static void do_create(struct kc_req *req, struct kc_resp *resp, const struct kc_
     char key[600];
     make_key(res, ns, name, key, sizeof key);
     kc_rev_t rev = 0;
-    int rc = write_obj(srv, res, key, obj, 0, true, &rev, &err);
+    int rc = write_obj(srv, res, key, obj, 0, true, may_offer(res, resp), &rev, &err);
     if (rc) {
         store_err(resp, res, name, rc, &err);
         return;
@@ -775,7 +786,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         if (deleting_without_finalizers(next)) {
             rc = delete_key(srv, res, key, cur_rev, &rev, &err);
         } else {
-            rc = write_obj(srv, res, key, next, cur_rev, false, &rev, &err);
+            rc = write_obj(srv, res, key, next, cur_rev, false, !result_out && may_offer(res, resp), &rev, &err);
         }
         json_decref(cur);
         if (rc == KC_ECONFLICT && !pinned) {

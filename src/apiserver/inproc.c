@@ -182,10 +182,11 @@ static int inproc_request(void *impl, const char *method, const char *url, const
 /* A request whose body is a tree: handlers copy it (kc_req_json) instead of parsing bytes, and a 2xx
  * answer comes back as the handler's own tree (kc_resp.keep_json), or not at all when unwanted. */
 static int inproc_request_json(void *impl, const char *method, const char *url, const char *ctype, json_t *body,
-                               bool want_body, struct kc_client_resp *out, struct kc_err *err)
+                               enum kc_want want, struct kc_client_resp *out, struct kc_err *err)
 {
     memset(out, 0, sizeof *out);
-    struct kc_resp resp = {.keep_json = true, .discard_json = !want_body};
+    bool want_body = want != KC_WANT_NONE;
+    struct kc_resp resp = {.keep_json = true, .discard_json = !want_body, .share_json = want == KC_WANT_SHARED};
     int rc = run(impl, method, url, ctype, NULL, 0, body, false, false, &resp, err);
     if (rc)
         return rc;

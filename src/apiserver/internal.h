@@ -135,6 +135,12 @@ void kc_cache_stop(struct kc_cache *c);
 kc_rev_t kc_cache_rev(struct kc_cache *c);
 /* Waits (bounded) until the cache has ingested revision rev. 0 ok, -1 timeout. */
 int kc_cache_wait(struct kc_cache *c, kc_rev_t rev, int timeout_ms);
+/* A handler about to write bytes (the compact JSON of tree) under key offers its tree, so that the cache
+ * builds that version's informer tree (kc_obj_tree) by sharing it instead of parsing the bytes again.
+ * key, bytes and tree must stay alive and unchanged until kc_cache_withdraw(), which the handler calls
+ * once the write has returned (whether or not the cache took the offer). NULL when out of memory. */
+struct kc_offer *kc_cache_offer(struct kc_cache *c, const char *key, const char *bytes, size_t len, json_t *tree);
+void kc_cache_withdraw(struct kc_cache *c, struct kc_offer *o);
 /* Current object by key (new reference) or NULL. */
 struct kc_obj *kc_cache_get(struct kc_storage *st, const char *key);
 /* Snapshot of objects whose key starts with prefix (new references, sorted by key) and the cache revision. */
@@ -201,6 +207,8 @@ struct kc_resp {
     bool keep_json;             /* set by the in-process caller: a 2xx JSON answer stays a tree in json */
     json_t *json;               /* with keep_json: the answer (owned) instead of body bytes */
     bool discard_json;          /* with keep_json: the caller does not want a 2xx answer's body */
+    bool share_json;            /* with keep_json: the caller only reads the answer, so the handler's tree
+                                 * may also be shared with the cache's informer trees (kc_cache_offer) */
     char *etag;
 };
 

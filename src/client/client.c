@@ -115,7 +115,7 @@ static void rate_wait(struct kc_client *c)
 /* One request with rate limiting and 429 retries: bytes (body/len) or, when jbody_mode, a json_t body
  * through the transport's request_json. */
 static int do_request(struct kc_client *c, const char *method, const char *path, const char *ctype, const char *body,
-                      size_t len, bool jbody_mode, json_t *jbody, bool want, struct kc_client_resp *out,
+                      size_t len, bool jbody_mode, json_t *jbody, enum kc_want want, struct kc_client_resp *out,
                       struct kc_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -138,7 +138,7 @@ static int do_request(struct kc_client *c, const char *method, const char *path,
 int kc_client_request(struct kc_client *c, const char *method, const char *path, const char *ctype,
                       const char *body, size_t len, struct kc_client_resp *out, struct kc_err *err)
 {
-    return do_request(c, method, path, ctype, body, len, false, NULL, false, out, err);
+    return do_request(c, method, path, ctype, body, len, false, NULL, KC_WANT_NONE, out, err);
 }
 
 int kc_client_watch(struct kc_client *c, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop,
@@ -234,15 +234,15 @@ int kc_client_status_error(const struct kc_client_resp *r, struct kc_err *err)
 
 /* ---------- JSON conveniences ---------- */
 
-int kc_client_json(struct kc_client *c, const char *method, const char *path, const char *ctype, json_t *body,
-                   json_t **out, struct kc_err *err)
+static int client_json(struct kc_client *c, const char *method, const char *path, const char *ctype, json_t *body,
+                       json_t **out, bool read_only, struct kc_err *err)
 {
     if (out)
         *out = NULL;
     if (c->ops->request_json) {
         struct kc_client_resp r;
         int rc = do_request(c, method, path, body ? (ctype ? ctype : "application/json") : NULL, NULL, 0, true,
-                            body, out != NULL, &r, err);
+                            body, !out ? KC_WANT_NONE : read_only ? KC_WANT_SHARED : KC_WANT_OWN, &r, err);
         if (!rc && (r.code < 200 || r.code > 299))
             rc = kc_client_status_error(&r, err);
         else if (!rc && out) {
@@ -284,6 +284,17 @@ int kc_client_json(struct kc_client *c, const char *method, const char *path, co
     }
     kc_client_resp_release(&r);
     return rc;
+}
+
+int kc_client_json(struct kc_client *c, const char *method, const char *path, const char *ctype, json_t *body,
+                   json_t **out, struct kc_err *err)
+{
+    return client_json(c, method, path, ctype, body, out, false, err);
+}
+
+int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
+{
+    return client_json(c, "POST", path, "application/json", obj, out, true, err);
 }
 
 int kc_client_get(struct kc_client *c, const char *path, json_t **out, struct kc_err *err)

@@ -48,6 +48,10 @@ typedef int (*kc_watch_line_fn)(void *ctx, const char *line, size_t len);
  * json_incref it to keep it. Return non-zero to stop the watch. */
 typedef int (*kc_watch_obj_fn)(void *ctx, const char *type, json_t *obj);
 
+/* What a caller does with a 2xx answer: nothing (not built at all in-process), keep it as its own tree
+ * (it may change it), or only read it (in-process the server may share it with its caches). */
+enum kc_want { KC_WANT_NONE, KC_WANT_OWN, KC_WANT_SHARED };
+
 struct kc_transport_ops {
     const char *name; /* "http" or "inproc" */
     /* One request. path includes the query string. ctype may be NULL (no body). */
@@ -59,11 +63,11 @@ struct kc_transport_ops {
     int (*watch)(void *impl, const char *path, kc_watch_line_fn fn, void *ctx, atomic_bool *stop, int *code,
                  struct kc_err *err);
     /* Optional: one request whose body is a json_t (borrowed; the transport does not modify it) and
-     * whose 2xx answer comes back as out->json when want_body (else it is not built at all); other
-     * answers come back as bytes in out->body. The in-process transport uses this to skip
+     * whose 2xx answer comes back as out->json unless want is KC_WANT_NONE (then it is not built at
+     * all); other answers come back as bytes in out->body. The in-process transport uses this to skip
      * serialising and parsing on both sides. */
     int (*request_json)(void *impl, const char *method, const char *path, const char *ctype, json_t *body,
-                        bool want_body, struct kc_client_resp *out, struct kc_err *err);
+                        enum kc_want want, struct kc_client_resp *out, struct kc_err *err);
     /* Optional: the same, delivering parsed objects (kc_client_watch_obj parses lines without it). */
     int (*watch_obj)(void *impl, const char *path, kc_watch_obj_fn fn, void *ctx, atomic_bool *stop, int *code,
                      struct kc_err *err);
@@ -103,6 +107,9 @@ int kc_client_watch_obj(struct kc_client *c, const char *path, kc_watch_obj_fn f
  * with the Status code, reason and message. */
 int kc_client_get(struct kc_client *c, const char *path, json_t **out, struct kc_err *err);
 int kc_client_create(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
+/* kc_client_create whose *out the caller only reads and then releases, never changes: in-process the
+ * server shares that tree with its informer cache instead of parsing the stored object again. */
+int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
 int kc_client_update(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
 /* ctype: "application/merge-patch+json", "application/strategic-merge-patch+json", "application/json-patch+json" */
 int kc_client_patch(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,

@@ -325,7 +325,7 @@ static int create_pod(struct rsc *r, json_t *rs, struct kc_err *err)
     char path[600];
     json_t *pod = pod_from_template(rs), *out = NULL;
     kc_path(path, sizeof path, "", "v1", "pods", kc_obj_str(rs, "metadata.namespace"), NULL, NULL);
-    int rc = kc_client_create(r->c, path, pod, &out, err);
+    int rc = kc_client_create_ro(r->c, path, pod, &out, err); /* out: only its name is read */
     json_decref(pod);
     if (rc) {
         kc_event_emit(r->c, rs, "Warning", "FailedCreate", COMPONENT, "Error creating: %s", err->message);

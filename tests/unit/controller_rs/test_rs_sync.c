@@ -101,6 +101,10 @@ int kc_client_create(struct kc_client *c, const char *path, json_t *obj, json_t 
         json_decref(p);
     return 0;
 }
+int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
+{
+    return kc_client_create(c, path, obj, out, err);
+}
 
 int kc_client_update(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
 {
