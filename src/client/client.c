@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "client/client_int.h"
+#include "util/jsonw.h"
 
 #define MAX_429_RETRIES 3
 
@@ -257,10 +258,9 @@ static int client_json(struct kc_client *c, const char *method, const char *path
     char *s = NULL;
     size_t len = 0;
     if (body) {
-        s = json_dumps(body, JSON_COMPACT);
+        s = kc_json_dumps(body, &len);
         if (!s)
             return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "request body cannot be serialised");
-        len = strlen(s);
     }
     struct kc_client_resp r;
     int rc = kc_client_request(c, method, path, body ? (ctype ? ctype : "application/json") : NULL, s, len, &r,

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/jsonw.h"
 #include "util/map.h"
 #include "util/timeutil.h"
 
@@ -291,7 +292,7 @@ static void vevent(struct kc_recorder *r, const char *component, json_t *obj, co
         return;
     }
     p->component = strdup(component);
-    p->event = json_dumps(ev, JSON_COMPACT);
+    p->event = kc_json_dumps(ev, NULL);
     p->ns = strdup(ns);
     p->oname = strdup(oname);
     json_decref(ev);
