@@ -39,7 +39,20 @@ struct raw_ev {
     kc_rev_t rev, create_rev, prev_rev;
     char *key, *value;
     size_t len;
+    void *done; /* the writer of this event waits for it to be applied (kc_event.done), or NULL */
 };
+
+/* Wakes the writers of a batch of events (the store's take_completions) and frees the list: called once
+ * the cache's revision covers them, so that the writer's kc_cache_wait does not sleep again. */
+static void complete_events(struct raw_ev *list)
+{
+    while (list) {
+        struct raw_ev *e = list;
+        list = e->next;
+        kc_store_complete(e->done);
+        free(e);
+    }
+}
 
 /* A writer waiting for the cache to reach its revision: each has its own condition variable so
  * that a batch wakes only the writers it satisfies (a broadcast woke all of them every batch). */
@@ -488,6 +501,8 @@ static void relist(struct kc_cache *c)
                 pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&c->mu);
         if (c->store->ops->watch(c->store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, &err) == 0) {
+            if (c->store->ops->take_completions)
+                c->store->ops->take_completions(c->store, c->w);
             kc_info("cache", "re-listed at revision %lld", (long long)rev);
             return;
         }
@@ -505,14 +520,12 @@ static void *cache_thread(void *arg)
         if (c->relist && !c->stop) {
             c->relist = false;
             /* events queued from the old watch are superseded by the list */
-            while (c->head) {
-                struct raw_ev *e = c->head;
-                c->head = e->next;
+            for (struct raw_ev *e = c->head; e; e = e->next) {
                 free(e->key);
                 free(e->value);
-                free(e);
             }
-            c->tail = NULL;
+            complete_events(c->head); /* committed writes: kc_cache_wait waits for the re-list */
+            c->head = c->tail = NULL;
             pthread_mutex_unlock(&c->mu);
             relist(c);
             pthread_mutex_lock(&c->mu);
@@ -524,14 +537,12 @@ static void *cache_thread(void *arg)
         c->head = c->tail = NULL;
         pthread_mutex_unlock(&c->mu);
         kc_rev_t last = 0;
-        while (batch) {
-            struct raw_ev *e = batch;
-            batch = e->next;
+        for (struct raw_ev *e = batch; e; e = e->next) {
             apply_event(c, e);
             last = e->rev;
             free(e->key);
             free(e->value);
-            free(e);
+            e->key = e->value = NULL;
         }
         pthread_mutex_lock(&c->mu);
         if (last > c->rev)
@@ -539,6 +550,9 @@ static void *cache_thread(void *arg)
         for (struct rev_waiter *w = c->waiters; w; w = w->next)
             if (w->rev <= c->rev)
                 pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&c->mu);
+        complete_events(batch);
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -566,6 +580,12 @@ static int ingest_cb(void *ctx, const struct kc_event *ev)
     e->value[ev->value_len] = 0;
     e->len = ev->value_len;
     pthread_mutex_lock(&c->mu);
+    /* the cache thread wakes the writer once it applied the event; never after it stopped (it only
+     * stops with an empty queue, and unwatch comes first) */
+    if (ev->done && ev->taken && !c->stop) {
+        e->done = ev->done;
+        *ev->taken = true;
+    }
     if (c->tail)
         c->tail->next = e;
     else
@@ -661,6 +681,8 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
     c->rev = rev;
     pthread_create(&c->thread, NULL, cache_thread, c);
     rc = store->ops->watch(store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, err);
+    if (rc == 0 && store->ops->take_completions)
+        store->ops->take_completions(store, c->w);
     if (rc) {
         kc_cache_stop(c);
         return rc;

@@ -3,6 +3,7 @@
  * key/value pairs into caller-owned kc_kv structures. No threads, no state. */
 #include "store/store_internal.h"
 
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,4 +104,10 @@ int kc_kv_list_push(struct kc_kv_list *l, size_t *cap, const char *key, size_t k
     if (rc == 0)
         l->n++;
     return rc;
+}
+
+void kc_store_complete(void *done)
+{
+    if (done)
+        sem_post(done);
 }

@@ -30,6 +30,7 @@
 #ifndef KC_STORE_STORE_H
 #define KC_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,7 +73,16 @@ struct kc_event {
     kc_rev_t rev;           /* the revision of this event (= new mod_rev; for DELETE the delete's revision) */
     kc_rev_t create_rev;    /* create revision of the key (PUT: of the new value; DELETE: of the deleted one) */
     kc_rev_t prev_rev;      /* mod_rev of the previous value, 0 if none */
+    /* Set only for the watch its owner registered with take_completions, on an event written by a
+     * caller of this store that is still waiting for its write to return: the callback may take over
+     * that caller's wake-up by setting *taken = true, and must then call kc_store_complete(done)
+     * exactly once, later, from any thread. Otherwise the store wakes the caller itself. */
+    void *done;
+    bool *taken;
 };
+
+/* Wakes the writer of an event whose wake-up a watch took over (kc_event.done). */
+void kc_store_complete(void *done);
 
 /* Called once per event, in strictly increasing revision order, with no
  * gaps among the events matching the watch's prefix. Runs on a store thread:
@@ -127,6 +137,12 @@ struct kc_store_ops {
 
     /* Stops a watch. After it returns, cb and end are never called again. */
     void (*unwatch)(struct kc_store *s, struct kc_watch *w);
+
+    /* Optional (SQLite): w's callback may take over waking the writers of the events it receives
+     * (kc_event.done), and the store delivers each live event to w after its other watches. The API
+     * server's cache uses it so that a write returns once the cache has it, with one wake-up instead of
+     * two (the store's commit, then the cache). One such watch per store; unwatch clears it. */
+    void (*take_completions)(struct kc_store *s, struct kc_watch *w);
 
     /* Discards history older than rev: afterwards list(at_rev < rev) and
      * watch(from_rev <= rev) fail with KC_ECOMPACTED. Must not block writers

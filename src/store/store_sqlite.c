@@ -112,6 +112,8 @@ struct sq_store {
     /* writer-private */
     kc_rev_t sweep_lo, sweep_target; /* physical compaction in progress: [sweep_lo, sweep_target] */
     struct sq_req **batch;
+    bool *handed;                  /* per batch slot: the completer watch wakes that writer */
+    struct kc_watch *completer;    /* take_completions; guarded by watch_mu */
     char *arena;
     size_t arena_len, arena_cap;
     struct timespec next_bg;
@@ -681,6 +683,8 @@ static void deliver(struct kc_watch *w, const struct kc_event *ev)
         w->live = 0; /* cancelled by its callback */
 }
 
+/* The completer watch gets each event last: once it took over the writer's wake-up, the writer may
+ * return and free the request (key and value included) at any moment. */
 static void dispatch(struct sq_store *s, int n, kc_rev_t last)
 {
     pthread_mutex_lock(&s->watch_mu);
@@ -692,7 +696,13 @@ static void dispatch(struct sq_store *s, int n, kc_rev_t last)
             struct kc_event ev;
             event_of(s, rq, &ev);
             for (struct kc_watch *w = s->watches; w; w = w->next)
-                deliver(w, &ev);
+                if (w != s->completer)
+                    deliver(w, &ev);
+            if (s->completer) {
+                ev.done = &rq->done;
+                ev.taken = &s->handed[i];
+                deliver(s->completer, &ev);
+            }
         }
     }
     st(&s->dispatched_rev, last);
@@ -735,9 +745,12 @@ static void process_batch(struct sq_store *s, int n)
         for (int i = 0; i < n; i++)
             fill_out(s, s->batch[i]);
     }
+    for (int i = 0; i < n; i++)
+        s->handed[i] = false;
     dispatch(s, rc ? 0 : n, rev);
     for (int i = 0; i < n; i++)
-        sem_post(&s->batch[i]->done);
+        if (!s->handed[i])
+            sem_post(&s->batch[i]->done);
 }
 
 /* Deletes, in one short transaction, superseded rows and tombstones among
@@ -988,12 +1001,22 @@ fail:
     return rc;
 }
 
+static void sq_take_completions(struct kc_store *base, struct kc_watch *w)
+{
+    struct sq_store *s = (struct sq_store *)base;
+    pthread_mutex_lock(&s->watch_mu);
+    s->completer = w;
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
 static void sq_unwatch(struct kc_store *base, struct kc_watch *w)
 {
     struct sq_store *s = (struct sq_store *)base;
     if (!w)
         return;
     pthread_mutex_lock(&s->watch_mu);
+    if (s->completer == w)
+        s->completer = NULL;
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -1026,6 +1049,7 @@ static void sq_free(struct sq_store *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* releases the flock */
     free(s->batch);
+    free(s->handed);
     free(s->arena);
     free(s->path);
     free(s);
@@ -1061,6 +1085,7 @@ static const struct kc_store_ops sq_ops = {
     .del = sq_del,
     .watch = sq_watch,
     .unwatch = sq_unwatch,
+    .take_completions = sq_take_completions,
     .compact = sq_compact,
     .current_rev = sq_current_rev,
     .compacted_rev = sq_compacted_rev,
@@ -1179,7 +1204,8 @@ int kc_store_sqlite_open(const char *path, const struct kc_sqlite_opts *opts, st
     pthread_cond_init(&s->wake, &ca);
     pthread_condattr_destroy(&ca);
     s->batch = calloc((size_t)s->max_batch, sizeof *s->batch);
-    int rc = s->batch ? writer_setup(s, err) : kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
+    s->handed = calloc((size_t)s->max_batch, sizeof *s->handed);
+    int rc = s->batch && s->handed ? writer_setup(s, err) : kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     if (rc == 0) {
         schedule_bg(s);
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
