@@ -126,6 +126,7 @@ struct kc_storage {
     size_t ring_cap, ring_head, ring_len;
     kc_rev_t ring_start_rev;  /* every event of this storage with rev > this is in the ring */
     uint64_t events_total;
+    atomic_int tree_watchers; /* in-process watch streams (they read kc_obj_tree): offers pay only then */
 };
 
 struct kc_cache;

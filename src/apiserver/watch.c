@@ -34,6 +34,7 @@ struct kc_watch_stream {
     char prefix[320];
     struct sel sel;
     bool table, bookmarks, initial_end, sent_initial_end, defs_sent, ended, expired;
+    bool tree_watcher; /* counted in st->tree_watchers */
     kc_rev_t pos;
     struct kc_obj **initial;
     size_t ninitial, ii;
@@ -202,6 +203,10 @@ int kc_watch_start(struct kc_req *req, const struct kc_resource *res, const char
     w->info = req->info;
     if (w->info.resource_request)
         kc_apimetrics_longrunning(&w->info, 1);
+    if (w->objects) {
+        atomic_fetch_add(&w->st->tree_watchers, 1);
+        w->tree_watcher = true;
+    }
     return 0;
 }
 
@@ -372,6 +377,8 @@ void kc_watch_free(struct kc_watch_stream *w)
         return;
     if (w->info.resource_request)
         kc_apimetrics_longrunning(&w->info, -1);
+    if (w->tree_watcher)
+        atomic_fetch_sub(&w->st->tree_watchers, 1);
     kc_objs_free(w->initial, w->ninitial);
     kc_sel_free(&w->sel);
     kc_buf_release(&w->out);
