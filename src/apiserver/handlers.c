@@ -694,9 +694,11 @@ typedef int (*mutate_fn)(void *ctx, json_t *cur, json_t **next, struct kc_resp *
 /* The guaranteed-update loop: read current, mutate, validate, CAS-write;
  * on a CAS conflict re-read and retry unless the client pinned a
  * resourceVersion. Answers resp in every case. */
+/* result_out: the written object goes there instead of into resp; result_ro: its caller only reads it
+ * (may_offer then holds for it as for an answer). */
 static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns,
                         const char *name, enum upd_mode mode, mutate_fn fn, void *ctx, const char *operation,
-                        json_t **result_out)
+                        json_t **result_out, bool result_ro)
 {
     struct kc_server *srv = req->srv;
     char key[600];
@@ -788,7 +790,8 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         if (deleting_without_finalizers(next)) {
             rc = delete_key(srv, res, key, cur_rev, &rev, &err);
         } else {
-            rc = write_obj(srv, res, key, next, cur_rev, false, !result_out && may_offer(res, resp), &rev, &err);
+            rc = write_obj(srv, res, key, next, cur_rev, false, (!result_out || result_ro) && may_offer(res, resp), &rev,
+                           &err);
         }
         json_decref(cur);
         if (rc == KC_ECONFLICT && !pinned) {
@@ -842,7 +845,7 @@ static void handle_update(struct kc_req *req, struct kc_resp *resp, const struct
         return;
     }
     struct put_ctx pc = {obj, mode};
-    update_loop(req, resp, res, ns, name, mode, put_mutate, &pc, "Update", NULL);
+    update_loop(req, resp, res, ns, name, mode, put_mutate, &pc, "Update", NULL, false);
     json_decref(obj);
 }
 
@@ -994,7 +997,8 @@ static void handle_patch(struct kc_req *req, struct kc_resp *resp, const struct 
         }
         kc_obj_unref(o);
     }
-    update_loop(req, resp, res, ns, name, mode, patch_mutate, &pc, pc.type == PT_APPLY ? "Apply" : "Update", NULL);
+    update_loop(req, resp, res, ns, name, mode, patch_mutate, &pc, pc.type == PT_APPLY ? "Apply" : "Update", NULL,
+                false);
     json_decref(patch);
 }
 
@@ -1451,7 +1455,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
                 dc.policy = NULL;
             }
             json_t *result = NULL;
-            update_loop(req, resp, res, ns, name, UPD_DELETE, del_mutate, &dc, "Update", &result);
+            update_loop(req, resp, res, ns, name, UPD_DELETE, del_mutate, &dc, "Update", &result, false);
             if (result) {
                 if (res == ns_resource())
                     kc_nsctl_kick(srv);
@@ -1649,7 +1653,7 @@ static void handle_scale(struct kc_req *req, struct kc_resp *resp, const struct 
         return;
     }
     json_t *result = NULL;
-    update_loop(req, resp, res, ns, name, UPD_MAIN, scale_mutate, &sc, "Update", &result);
+    update_loop(req, resp, res, ns, name, UPD_MAIN, scale_mutate, &sc, "Update", &result, false);
     if (result) {
         kc_resp_json(resp, 200, to_scale(result));
         json_decref(result);
@@ -1743,8 +1747,8 @@ static void handle_binding(struct kc_req *req, struct kc_resp *resp, const struc
     }
     struct bind_ctx bc = {node};
     json_t *result = NULL;
-    update_loop(req, resp, res, ns, name, UPD_STATUS == UPD_STATUS ? UPD_MAIN : UPD_MAIN, bind_mutate, &bc, "Update",
-                &result);
+    /* result: only its presence is read */
+    update_loop(req, resp, res, ns, name, UPD_MAIN, bind_mutate, &bc, "Update", &result, true);
     if (result) {
         kc_resp_status(resp, 201, "", NULL, NULL, NULL, NULL, NULL);
         json_decref(result);
