@@ -947,6 +947,123 @@ static void test_reopen(void **state)
     expect_list(s, "/r/", r2, items, 2);
 }
 
+#ifndef KC_TEST_ETCD
+/* take_completions (SQLite): the cache's watch wakes the writers of the events it takes, after every
+ * other watch saw them; a write whose event it does not take returns as before; after unwatch the
+ * store wakes writers itself again. */
+struct tc_log {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int order[64];    /* per revision - base: 1 = plain watch first, 2 = completer first */
+    void *pending[64];
+    kc_rev_t pending_rev[64];
+    int npending;
+    kc_rev_t completed; /* highest revision whose writer was woken by the completer */
+    kc_rev_t base;
+    bool stop;
+};
+
+static int tc_plain_cb(void *ctx, const struct kc_event *ev)
+{
+    struct tc_log *l = ctx;
+    pthread_mutex_lock(&l->mu);
+    if (!l->order[ev->rev - l->base])
+        l->order[ev->rev - l->base] = 1;
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+static int tc_completer_cb(void *ctx, const struct kc_event *ev)
+{
+    struct tc_log *l = ctx;
+    pthread_mutex_lock(&l->mu);
+    if (!l->order[ev->rev - l->base])
+        l->order[ev->rev - l->base] = 2;
+    /* even revisions only: odd ones the store must complete itself */
+    if (ev->done && ev->taken && ev->rev % 2 == 0) {
+        *ev->taken = true;
+        l->pending[l->npending] = ev->done;
+        l->pending_rev[l->npending++] = ev->rev;
+        pthread_cond_signal(&l->cond);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+static void *tc_completer(void *arg)
+{
+    struct tc_log *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->npending && !l->stop)
+            pthread_cond_wait(&l->cond, &l->mu);
+        if (!l->npending)
+            break;
+        void *done = l->pending[0];
+        kc_rev_t rev = l->pending_rev[0];
+        l->npending--;
+        memmove(l->pending, l->pending + 1, (size_t)l->npending * sizeof *l->pending);
+        memmove(l->pending_rev, l->pending_rev + 1, (size_t)l->npending * sizeof *l->pending_rev);
+        pthread_mutex_unlock(&l->mu);
+        usleep(20000); /* the writer must still be waiting for us */
+        pthread_mutex_lock(&l->mu);
+        l->completed = rev;
+        pthread_mutex_unlock(&l->mu);
+        kc_store_complete(done);
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void test_take_completions(void **state)
+{
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
+    assert_non_null(s->ops->take_completions);
+    struct tc_log l = {.base = f->base};
+    pthread_mutex_init(&l.mu, NULL);
+    pthread_cond_init(&l.cond, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, tc_completer, &l);
+    struct kc_watch *cw, *pw;
+    /* the completer registers first: the store must still deliver to it last */
+    assert_int_equal(s->ops->watch(s, "", 0, tc_completer_cb, NULL, &l, &cw, NULL), 0);
+    s->ops->take_completions(s, cw);
+    assert_int_equal(s->ops->watch(s, "", 0, tc_plain_cb, NULL, &l, &pw, NULL), 0);
+    for (int i = 0; i < 10; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "/tc/%d", i);
+        kc_rev_t rev = 0;
+        assert_int_equal(kc_store_create(s, key, "v", 1, &rev, NULL), 0);
+        pthread_mutex_lock(&l.mu);
+        if (rev % 2 == 0)
+            assert_int_equal(l.completed, rev); /* returned only once the completer woke it */
+        else
+            assert_true(l.completed < rev); /* not taken: the store woke it */
+        assert_int_equal(l.order[rev - l.base], 1); /* the plain watch saw it first */
+        pthread_mutex_unlock(&l.mu);
+    }
+    /* without the completer, writes return on the store's own wake-up */
+    s->ops->unwatch(s, cw);
+    kc_rev_t before = l.completed, rev = 0;
+    for (int i = 0; i < 4; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "/tc/after/%d", i);
+        assert_int_equal(kc_store_create(s, key, "v", 1, &rev, NULL), 0);
+    }
+    pthread_mutex_lock(&l.mu);
+    assert_int_equal(l.completed, before);
+    l.stop = true;
+    pthread_cond_signal(&l.cond);
+    pthread_mutex_unlock(&l.mu);
+    pthread_join(th, NULL);
+    s->ops->unwatch(s, pw);
+    pthread_mutex_destroy(&l.mu);
+    pthread_cond_destroy(&l.cond);
+}
+#endif
+
 static void test_close_ends_watches(void **state)
 {
     struct fx *f = *state;
@@ -1412,6 +1529,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_etcd_tls, setup, teardown),
 #else
         cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_take_completions, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
