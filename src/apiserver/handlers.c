@@ -610,10 +610,15 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
         /* only the sent timeline annotation survives from next's metadata: keep just that string */
         json_t *sent_tl = json_incref(json_object_get(kc_jget(next, "metadata.annotations"), KC_TIMELINE_ANN));
         /* next = cur apart from status: cur is this request's own parse and is only read from here on, so
-         * next shares its subtrees; only metadata, which the steps after this change in place
-         * (timeline, managedFields, resourceVersion), is copied. */
-        json_t *copy = json_copy(cur);
-        json_object_set_new(copy, "metadata", json_deep_copy(kc_jmeta(cur)));
+         * next shares its subtrees; only what the steps after this change in place (metadata's members:
+         * timeline annotation, managedFields, resourceVersion) is copied, one level deep. */
+        json_t *copy = json_copy(cur), *meta = json_copy(kc_jmeta(cur));
+        /* changed in place below: metadata's own members (resourceVersion, managedFields, which is
+         * rebuilt and replaced) and the annotations object (timeline); the rest stays cur's */
+        json_t *ann = json_object_get(meta, "annotations");
+        if (json_is_object(ann))
+            json_object_set_new(meta, "annotations", json_copy(ann));
+        json_object_set_new(copy, "metadata", meta);
         json_object_clear(next);
         json_object_update(next, copy);
         json_decref(copy);
@@ -879,7 +884,12 @@ static int patch_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *r
         return -1;
     }
     switch (p->type) {
-    case PT_MERGE: rc = kc_merge_patch(base, p->patch, next, &err); break;
+    case PT_MERGE:
+        /* a status patch's result is only read from here on (merge_server_fields takes its status into a
+         * copy of cur; no admission runs), so it need not copy what the patch leaves alone */
+        rc = p->mode == UPD_STATUS ? kc_merge_patch_shared(base, p->patch, next, &err)
+                                   : kc_merge_patch(base, p->patch, next, &err);
+        break;
     case PT_JSON: {
         rc = kc_json_patch(cur, p->patch, next, &err);
         /* an unchanged live resourceVersion is no precondition */

@@ -10,7 +10,8 @@
  *   - at the top, an object patch merges, an array patch becomes the result
  *     (nulls pruned inside its objects) and null or a scalar is refused as
  *     "Invalid JSON Patch" (400).
- * Works on a private deep copy of the original; no shared state.
+ * kc_merge_patch works on a private deep copy of the original; kc_merge_patch_shared copies only the
+ * objects on the paths the patch touches and shares every other subtree with the original.
  */
 #include "patch/patch.h"
 
@@ -160,4 +161,48 @@ int kc_merge_patch_diff(json_t *from, json_t *to, json_t **out)
     else
         *out = json_deep_copy(to ? to : json_null());
     return *out ? 0 : KC_ENOMEM;
+}
+
+/* merge_docs for kc_merge_patch_shared: doc is a private (shallow) object whose members may be shared
+ * with the original, so an object member the patch merges into is copied (shallowly) first. */
+static int merge_docs_shared(json_t *doc, json_t *patch, int depth)
+{
+    if (depth > KC_PATCH_MAX_DEPTH)
+        return -1;
+    const char *k;
+    json_t *pv;
+    json_object_foreach(patch, k, pv) {
+        if (json_is_null(pv)) {
+            json_object_del(doc, k);
+            continue;
+        }
+        json_t *cur = json_object_get(doc, k), *nv;
+        if (!cur || !json_is_object(cur))
+            nv = pruned_copy(pv);
+        else if (!json_is_object(pv))
+            nv = json_deep_copy(pv);
+        else if ((nv = json_copy(cur)) && merge_docs_shared(nv, pv, depth + 1) != 0) {
+            json_decref(nv);
+            return -1;
+        }
+        if (!nv || json_object_set_new(doc, k, nv) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kc_merge_patch_shared(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
+{
+    if (!json_is_object(patch) || !json_is_object(orig))
+        return kc_merge_patch(orig, patch, out, err);
+    *out = NULL;
+    json_t *doc = json_copy(orig);
+    if (!doc)
+        return kc_patch_nomem(err);
+    if (merge_docs_shared(doc, patch, 0) != 0) {
+        json_decref(doc);
+        return kc_patch_bad_request(err, "Invalid JSON Patch: nested too deeply or out of memory");
+    }
+    *out = doc;
+    return 0;
 }

@@ -69,6 +69,10 @@ struct kc_patch_schema {
  * JSON Patch", upstream's ErrBadJSONPatch); an array patch becomes the
  * result (the caller's type check then rejects it, as upstream's decode does). */
 int kc_merge_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err);
+/* The same result, but only the objects on the paths the patch touches are copied: every other subtree
+ * of *out is orig's own (shared references). For callers that change neither afterwards (the API
+ * server's status patches, whose result is only read, serialised and shared with the cache). */
+int kc_merge_patch_shared(json_t *orig, json_t *patch, json_t **out, struct kc_err *err);
 
 /* RFC 6902 with evanphx/json-patch v4 semantics (negative indices count
  * from the end; replace of a missing member adds it; see json_patch.c).

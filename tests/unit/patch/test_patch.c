@@ -131,7 +131,7 @@ static void assert_json_eq(json_t *got, const char *want_text, const char *name)
     json_decref(want);
 }
 
-enum flavour { MERGE, JSONP, SMP, SMP_NOSCHEMA };
+enum flavour { MERGE, MERGE_SHARED, JSONP, SMP, SMP_NOSCHEMA };
 
 struct tcase {
     const char *name;
@@ -146,6 +146,7 @@ static int run_one(enum flavour f, json_t *o, json_t *p, json_t **out, struct kc
 {
     switch (f) {
     case MERGE: return kc_merge_patch(o, p, out, err);
+    case MERGE_SHARED: return kc_merge_patch_shared(o, p, out, err);
     case JSONP: return kc_json_patch(o, p, out, err);
     case SMP: return kc_strategic_merge_patch(o, p, &fake_schema, &t_deployment, out, err);
     default: return kc_strategic_merge_patch(o, p, NULL, NULL, out, err);
@@ -218,6 +219,30 @@ static void test_merge_patch(void **state)
         {"scalar patch is refused", "{\"a\":1}", "\"x\"", NULL, 400, "Invalid JSON Patch"},
     };
     RUN(MERGE, cases);
+    RUN(MERGE_SHARED, cases); /* the same results, and the original unchanged, with shared subtrees */
+}
+
+static json_t *kc_jget_test(json_t *doc, const char *status_key)
+{
+    return json_object_get(json_object_get(doc, "status"), status_key);
+}
+
+/* kc_merge_patch_shared copies only what the patch touches */
+static void test_merge_patch_shared_shares(void **state)
+{
+    (void)state;
+    json_t *o = J("{\"status\":{\"phase\":\"Pending\",\"conditions\":[{\"type\":\"A\"}]},\"spec\":{\"x\":{\"y\":1}}}");
+    json_t *p = J("{\"status\":{\"phase\":\"Running\"}}"), *out = NULL;
+    struct kc_err err = {0};
+    assert_int_equal(kc_merge_patch_shared(o, p, &out, &err), 0);
+    assert_ptr_equal(json_object_get(out, "spec"), json_object_get(o, "spec"));
+    assert_ptr_equal(kc_jget_test(out, "conditions"), kc_jget_test(o, "conditions"));
+    assert_ptr_not_equal(json_object_get(out, "status"), json_object_get(o, "status"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o, "status"), "phase")), "Pending");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "status"), "phase")), "Running");
+    json_decref(out);
+    json_decref(o);
+    json_decref(p);
 }
 
 /* ---- JSON patch ----------------------------------------------------------- */
@@ -713,6 +738,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_patch),
+        cmocka_unit_test(test_merge_patch_shared_shares),
         cmocka_unit_test(test_json_patch_ops),
         cmocka_unit_test(test_json_patch_pointer_escapes),
         cmocka_unit_test(test_json_patch_malformed),
