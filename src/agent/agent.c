@@ -426,6 +426,7 @@ static void sync_pod(struct kc_agent *a, const char *key)
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-agent-pod");
     struct kc_agent *a = arg;
     char *key;
     while ((key = kc_wq_get(a->q))) {
@@ -698,6 +699,7 @@ static void lease_round(struct kc_agent *a)
 
 static void *lease_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-agent-lease");
     struct kc_agent *a = arg;
     while (!nap(a, a->o.lease_renew_s * 1000))
         lease_round(a);

@@ -248,6 +248,7 @@ static void check_node(struct nlc *n, json_t *node, time_t now)
 
 static void *monitor_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-nodelife");
     struct nlc *n = arg;
     for (;;) {
         struct timespec ts;

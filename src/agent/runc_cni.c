@@ -288,6 +288,7 @@ static int pool_make(struct rc_netpool *pl, struct rc_sandbox *e)
 
 static void *pool_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-netns-pool");
     struct rc_netpool *pl = arg;
     /* The CNI plugins a refill forks compete with container starts for the cores: a refill waits until
      * no `runc run` is under way (below), and at nice 19 (a per-thread value on Linux, inherited by the

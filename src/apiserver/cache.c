@@ -512,6 +512,7 @@ static void relist(struct kc_cache *c)
 
 static void *cache_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-cache");
     struct kc_cache *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {

@@ -225,6 +225,7 @@ static bool mon_started;
 
 static void *monitor_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-inproc-stop");
     (void)arg;
     pthread_mutex_lock(&mon_mu);
     for (;;) {

@@ -113,6 +113,7 @@ static void ensure_default_sa(struct kc_server *srv, const char *ns)
 
 static void *ns_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-nsctl");
     struct kc_server *srv = arg;
     const struct kc_resource *nsr = kc_resource_find("", "v1", "namespaces");
     time_t last_sweep = time(NULL);

@@ -185,6 +185,7 @@ static void write_one(struct kc_recorder *r, struct pending *p)
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-events");
     struct kc_recorder *r = arg;
     pthread_mutex_lock(&r->mu);
     for (;;) {

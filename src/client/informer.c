@@ -557,6 +557,7 @@ static int do_list(struct kc_informer *inf)
 
 static void *informer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-informer");
     struct kc_informer *inf = arg;
     double backoff = 1;
     if (inf->resync_s)

@@ -354,6 +354,7 @@ static bool renewer_sleep(struct kc_le *le, double s) { return wait_or_end(le, s
  * holds writes for seconds); that is why the deadline is watched by the elector thread, not here. */
 static void *renewer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-lease-renew");
     struct kc_le *le = arg;
     while (!renewer_sleep(le, le->cfg.retry_period_s)) {
         struct kc_err err = {0};
@@ -396,6 +397,7 @@ static int lead(struct kc_le *le, double t_acquired, pthread_t *renewer)
 
 static void *elector_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-elector");
     struct kc_le *le = arg;
     unsigned seed = (unsigned)(uintptr_t)le ^ (unsigned)time(NULL);
     while (!stopping(le)) {

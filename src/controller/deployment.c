@@ -1379,6 +1379,7 @@ static void wait_caches(struct dctl *dc)
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-deploy-sync");
     struct dctl *dc = arg;
     char *key;
     wait_caches(dc);

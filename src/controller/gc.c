@@ -548,6 +548,7 @@ static void wait_caches(struct gc *g)
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-gc");
     struct gc *g = arg;
     char *key;
     wait_caches(g);
@@ -571,6 +572,7 @@ static void *worker(void *arg)
 /* Every GC_RESCAN_S: queue the owners of unwatched kinds named by any cached object. */
 static void *rescan(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-gc-rescan");
     struct gc *g = arg;
     wait_caches(g);
     for (;;) {

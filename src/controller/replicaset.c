@@ -758,6 +758,7 @@ static void wait_caches(struct rsc *r)
 
 static void *worker(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-rs-sync");
     struct rsc *r = arg;
     char *key;
     wait_caches(r);

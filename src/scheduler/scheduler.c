@@ -340,6 +340,7 @@ static void prof_publish(struct kc_scheduler *s, json_t *doc)
 
 static void *prof_publisher(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-sched-prof");
     struct kc_scheduler *s = arg;
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
@@ -703,6 +704,7 @@ static void clear_nominated_node(struct kc_scheduler *s, const struct bind_job *
 
 static void *binder(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-sched-bind");
     struct kc_scheduler *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->bmu);
@@ -888,6 +890,7 @@ static bool waits_for_victims(struct kc_scheduler *s, const struct qent *e, cons
 
 static void *sched_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-scheduler");
     struct kc_scheduler *s = arg;
     double last_flush = now_s();
     pthread_mutex_lock(&s->mu);

@@ -1016,6 +1016,7 @@ static int etcd_compact(struct kc_store *base, kc_rev_t rev, struct kc_err *err)
  * interval of history. */
 static void *compactor_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-etcd-compact");
     struct etcd_store *s = arg;
     kc_rev_t version = 0, prev_rev = 0;
     struct kc_buf b;
@@ -1261,6 +1262,7 @@ static void watch_connect(struct kc_watch *w, size_t ep)
 
 static void *watch_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kc-etcd-watch");
     struct kc_watch *w = arg;
     struct etcd_store *s = w->s;
     int failures = 0;
