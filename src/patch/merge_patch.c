@@ -54,21 +54,25 @@ static json_t *pruned_copy(json_t *v)
     return c;
 }
 
-static int merge_docs(json_t *doc, json_t *patch, int depth);
+static int merge_docs(json_t *doc, json_t *patch, int depth, bool shared);
 
-/* The new value for a key whose current value is cur (non-null). */
-static json_t *merge_value(json_t *cur, json_t *pv, int depth)
+/* The new value for a key whose current value is cur (non-null). shared: cur may belong to the
+ * original as well, so an object is copied (shallowly) before the patch is merged into it. */
+static json_t *merge_value(json_t *cur, json_t *pv, int depth, bool shared)
 {
     if (!json_is_object(cur))
         return pruned_copy(pv);
     if (!json_is_object(pv))
         return json_deep_copy(pv);
-    if (merge_docs(cur, pv, depth + 1) != 0)
+    json_t *doc = shared ? json_copy(cur) : json_incref(cur);
+    if (!doc || merge_docs(doc, pv, depth + 1, shared) != 0) {
+        json_decref(doc);
         return NULL;
-    return json_incref(cur);
+    }
+    return doc;
 }
 
-static int merge_docs(json_t *doc, json_t *patch, int depth)
+static int merge_docs(json_t *doc, json_t *patch, int depth, bool shared)
 {
     if (depth > KC_PATCH_MAX_DEPTH)
         return -1;
@@ -80,7 +84,7 @@ static int merge_docs(json_t *doc, json_t *patch, int depth)
             continue;
         }
         json_t *cur = json_object_get(doc, k);
-        json_t *nv = (!cur || json_is_null(cur)) ? pruned_copy(pv) : merge_value(cur, pv, depth);
+        json_t *nv = (!cur || json_is_null(cur)) ? pruned_copy(pv) : merge_value(cur, pv, depth, shared);
         if (!nv || json_object_set_new(doc, k, nv) != 0)
             return -1;
     }
@@ -103,7 +107,7 @@ int kc_merge_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err
     json_t *doc = json_deep_copy(orig);
     if (!doc)
         return kc_patch_nomem(err);
-    if (merge_docs(doc, patch, 0) != 0) {
+    if (merge_docs(doc, patch, 0, false) != 0) {
         json_decref(doc);
         return kc_patch_bad_request(err, "Invalid JSON Patch: nested too deeply or out of memory");
     }
@@ -163,34 +167,6 @@ int kc_merge_patch_diff(json_t *from, json_t *to, json_t **out)
     return *out ? 0 : KC_ENOMEM;
 }
 
-/* merge_docs for kc_merge_patch_shared: doc is a private (shallow) object whose members may be shared
- * with the original, so an object member the patch merges into is copied (shallowly) first. */
-static int merge_docs_shared(json_t *doc, json_t *patch, int depth)
-{
-    if (depth > KC_PATCH_MAX_DEPTH)
-        return -1;
-    const char *k;
-    json_t *pv;
-    json_object_foreach(patch, k, pv) {
-        if (json_is_null(pv)) {
-            json_object_del(doc, k);
-            continue;
-        }
-        json_t *cur = json_object_get(doc, k), *nv;
-        if (!cur || !json_is_object(cur))
-            nv = pruned_copy(pv);
-        else if (!json_is_object(pv))
-            nv = json_deep_copy(pv);
-        else if ((nv = json_copy(cur)) && merge_docs_shared(nv, pv, depth + 1) != 0) {
-            json_decref(nv);
-            return -1;
-        }
-        if (!nv || json_object_set_new(doc, k, nv) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 int kc_merge_patch_shared(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
 {
     if (!json_is_object(patch) || !json_is_object(orig))
@@ -199,7 +175,7 @@ int kc_merge_patch_shared(json_t *orig, json_t *patch, json_t **out, struct kc_e
     json_t *doc = json_copy(orig);
     if (!doc)
         return kc_patch_nomem(err);
-    if (merge_docs_shared(doc, patch, 0) != 0) {
+    if (merge_docs(doc, patch, 0, true) != 0) {
         json_decref(doc);
         return kc_patch_bad_request(err, "Invalid JSON Patch: nested too deeply or out of memory");
     }
