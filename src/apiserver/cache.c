@@ -444,6 +444,16 @@ static void apply_event(struct kc_cache *c, struct raw_ev *e)
 static int ingest_cb(void *ctx, const struct kc_event *ev);
 static void ingest_end(void *ctx, int reason);
 
+/* The cache's one store watch, from rev + 1; it also takes over waking the writers of the events it
+ * applies where the store offers that (take_completions). */
+static int watch_store(struct kc_cache *c, kc_rev_t rev, struct kc_err *err)
+{
+    int rc = c->store->ops->watch(c->store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, err);
+    if (rc == 0 && c->store->ops->take_completions)
+        c->store->ops->take_completions(c->store, c->w);
+    return rc;
+}
+
 /* Replaces the cache's state with a fresh list and watches again from there. Watchers positioned
  * before the new list get 410 Expired (ring_start_rev moves), as after upstream's cache re-list,
  * and re-list themselves. Runs on the cache thread with c->mu not held. */
@@ -500,9 +510,7 @@ static void relist(struct kc_cache *c)
             if (w->rev <= c->rev)
                 pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&c->mu);
-        if (c->store->ops->watch(c->store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, &err) == 0) {
-            if (c->store->ops->take_completions)
-                c->store->ops->take_completions(c->store, c->w);
+        if (watch_store(c, rev, &err) == 0) {
             kc_info("cache", "re-listed at revision %lld", (long long)rev);
             return;
         }
@@ -681,9 +689,7 @@ int kc_cache_start(struct kc_store *store, const char *const *size_specs, int de
         c->st[j].ring_start_rev = rev;
     c->rev = rev;
     pthread_create(&c->thread, NULL, cache_thread, c);
-    rc = store->ops->watch(store, "/registry/", rev + 1, ingest_cb, ingest_end, c, &c->w, err);
-    if (rc == 0 && store->ops->take_completions)
-        store->ops->take_completions(store, c->w);
+    rc = watch_store(c, rev, err);
     if (rc) {
         kc_cache_stop(c);
         return rc;

@@ -344,7 +344,7 @@ static int write_obj(struct kc_server *srv, const struct kc_resource *res, const
     json_decref(stored);
     if (!s)
         return kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
-    struct kc_offer *of = offer && !res->to_storage ? kc_cache_offer(srv->cache, key, s, len, obj) : NULL;
+    struct kc_offer *of = offer ? kc_cache_offer(srv->cache, key, s, len, obj) : NULL;
     double t0 = kc_mono_now();
     int rc = create ? kc_store_create(srv->store, key, s, len, new_rev, err)
                     : kc_store_update(srv->store, key, s, len, expect, new_rev, NULL, err);
