@@ -35,7 +35,10 @@ void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, con
 
 void kc_handle_pod_log(struct kc_req *req, struct kc_resp *resp, const char *ns, const char *name);
 
-#define CAS_RETRIES 8
+/* A write without a resourceVersion precondition that loses a compare-and-swap race re-reads and retries
+ * (upstream's GuaranteedUpdate retries without a bound); every lost race means another write succeeded, so
+ * only one request can starve, and it gives up with 409 after this long. */
+#define CAS_RETRY_SECONDS 30.0
 
 /* ---------- small helpers ---------- */
 
@@ -365,6 +368,24 @@ static int delete_key(struct kc_server *srv, const struct kc_resource *res, cons
     if (rc == 0)
         kc_cache_wait(srv->cache, *rev, 10000);
     return rc;
+}
+
+/* After a compare-and-swap conflict: the cache may not yet hold the write that won (its event is on the
+ * way), and a retry that re-reads the cache at once would conflict again until the retries run out and an
+ * unconditional request fails with a 409 it never asked for. Waits until the cache holds the key's current
+ * revision (the store's; one read, on a path taken only by a lost race). */
+static void catch_up_key(struct kc_server *srv, const char *key)
+{
+    struct kc_kv kv = {0};
+    struct kc_err err = {0};
+    kc_rev_t want = 0;
+    if (kc_store_get(srv->store, key, &kv, &err) == 0)
+        want = kv.mod_rev;
+    else
+        want = srv->store->ops->current_rev(srv->store); /* deleted meanwhile: the delete's revision */
+    kc_kv_release(&kv);
+    if (want > 0)
+        kc_cache_wait(srv->cache, want, 2000);
 }
 
 /* ---------- creation timeline stamps ----------
@@ -708,7 +729,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
     struct kc_server *srv = req->srv;
     char key[600];
     make_key(res, ns, name, key, sizeof key);
-    for (int attempt = 0; attempt < CAS_RETRIES; attempt++) {
+    for (double give_up = kc_mono_now() + CAS_RETRY_SECONDS; kc_mono_now() < give_up;) {
         kc_rev_t cur_rev = 0;
         json_t *cur = current_obj(res, key, &cur_rev);
         if (!cur) {
@@ -801,6 +822,7 @@ static void update_loop(struct kc_req *req, struct kc_resp *resp, const struct k
         json_decref(cur);
         if (rc == KC_ECONFLICT && !pinned) {
             json_decref(next);
+            catch_up_key(srv, key);
             continue;
         }
         if (rc) {
@@ -1431,7 +1453,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
     }
     char key[600];
     make_key(res, ns, name, key, sizeof key);
-    for (int attempt = 0; attempt < CAS_RETRIES; attempt++) {
+    for (double give_up = kc_mono_now() + CAS_RETRY_SECONDS; kc_mono_now() < give_up;) {
         kc_rev_t cur_rev = 0;
         json_t *cur = current_obj(res, key, &cur_rev);
         if (!cur) {
@@ -1492,6 +1514,7 @@ static void handle_delete(struct kc_req *req, struct kc_resp *resp, const struct
         int rc = delete_key(srv, res, key, cur_rev, &rev, &err);
         if (rc == KC_ECONFLICT) {
             json_decref(cur);
+            catch_up_key(srv, key);
             continue;
         }
         if (rc) {

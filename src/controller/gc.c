@@ -385,7 +385,11 @@ static int delete_obj(struct gc *g, const struct kind *k, json_t *obj, const cha
                              kc_obj_str(obj, "metadata.uid") ?: "");
     int rc = kc_client_delete(g->c, path, body, NULL, err);
     json_decref(body);
-    if (rc == KC_ENOTFOUND || rc == KC_ECONFLICT) /* gone, or replaced by a new object of that name */
+    /* 404: gone. 409: the uid precondition failed (the name now holds another object) or the server gave up
+     * a race; either way the item is retried, and the retry judges what the caches then show (a replacement
+     * naming the same owner is collected too; one that does not is no longer a dependent). Treating 409 as
+     * done lost dependents for good (docs/controllers.md). */
+    if (rc == KC_ENOTFOUND)
         return 0;
     if (rc == 0)
         kc_debug(COMPONENT, "deleted %s %s/%s (%s)", k->kind, obj_ns(obj) ?: "", kc_obj_str(obj, "metadata.name"),

@@ -230,7 +230,7 @@ static bool dec_inc(struct dec *d)
         }
         d->d[i] = 0;
     }
-    if (d->nd >= DEC_MAX)
+    if (d->nd < 0 || d->nd >= DEC_MAX) /* nd < 0 never happens; said so that -O3's bounds check sees it */
         return false;
     memmove(d->d + 1, d->d, (size_t)d->nd);
     d->d[0] = 1;
@@ -481,7 +481,7 @@ static int emit(char *out, size_t n, const char *s)
 
 static int canonical_binary(const struct dec *v, char *out, size_t n)
 {
-    uint64_t mag;
+    uint64_t mag = 0;
     dec_to_u64(v, &mag); /* capped at 2^63-1, integer: always fits */
     static const char *const bin[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
     int e = 0;

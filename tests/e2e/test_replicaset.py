@@ -270,15 +270,27 @@ class ReplicaSetTest(harness.KubectlMixin, harness.ServerTestCase):
         self.wait("rs gone", lambda: self.rs(ns, "fg") is None)
 
     def test_dangling_owner_reference(self):
+        """Pods whose only owner never existed are collected, also when many appear at once while the
+        scheduler writes their status (a delete that lost that race used to be taken as done)."""
         ns = self.ns("rs-dangling")
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "dangling", "ownerReferences": [
-                   {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "never-was",
-                    "uid": "00000000-0000-0000-0000-00000000abcd"}]},
-               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-        self.api("POST", "/api/v1/namespaces/%s/pods" % ns, pod, want=201)
-        self.wait("dangling pod collected",
-                  lambda: self.api("GET", "/api/v1/namespaces/%s/pods/dangling" % ns)[0] == 404)
+
+        def create(t):
+            for i in range(t, 60, 6):
+                pod = {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": "dangling-%d" % i, "ownerReferences": [
+                           {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "never-was-%d" % i,
+                            "uid": "00000000-0000-0000-0000-%012d" % i}]},
+                       "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+                created.append(self.api("POST", "/api/v1/namespaces/%s/pods" % ns, pod)[0])
+
+        created = []
+        ts = [threading.Thread(target=create, args=(t,)) for t in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(created, [201] * 60)
+        self.wait("dangling pods collected", lambda: self.pods(ns) == [])
 
     def test_second_owner_keeps_dependent(self):
         """A dependent with another live owner only loses the dangling reference; once that owner
