@@ -87,6 +87,16 @@ static void emit(const struct kc_podsm_env *env, json_t *pod, const char *type, 
     env->event(env->event_ctx, pod, type, reason, msg);
 }
 
+/* Copies src (may be NULL, or dst itself: a state kept with its reason) into dst, cut to fit. */
+static void copy_text(char *dst, size_t n, const char *src)
+{
+    if (src == dst)
+        return;
+    size_t len = src ? strnlen(src, n - 1) : 0;
+    memmove(dst, src ? src : "", len);
+    dst[len] = 0;
+}
+
 /* THE state transition: every change of a container's state passes here. */
 static void set_state(const struct kc_podsm_env *env, struct kc_pod_sm *sm, struct kc_ctr_sm *c, enum kc_cstate st,
                       const char *reason, const char *msg)
@@ -94,8 +104,8 @@ static void set_state(const struct kc_podsm_env *env, struct kc_pod_sm *sm, stru
     if (env->trace)
         env->trace(env->event_ctx, sm, c, c->st, st, reason);
     c->st = st;
-    snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
-    snprintf(c->message, sizeof c->message, "%s", msg ? msg : "");
+    copy_text(c->reason, sizeof c->reason, reason);
+    copy_text(c->message, sizeof c->message, msg);
 }
 
 /* Go's time.Duration.String() for the ms precision we have: 0s, 523ms, 1.2s, 2m3.5s. */

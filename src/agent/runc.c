@@ -194,13 +194,13 @@ static void cgroup_rmdir(struct rc *r, const char *rel)
 {
     char p[RUNC_PATH_MAX];
     if (r->cgroup_v2) {
-        snprintf(p, sizeof p, "/sys/fs/cgroup/%s", rel);
-        rmdir(p);
+        if (snprintf(p, sizeof p, "/sys/fs/cgroup/%s", rel) < (int)sizeof p)
+            rmdir(p);
         return;
     }
     for (int i = 0; cg_v1_ctls[i]; i++) {
-        snprintf(p, sizeof p, "/sys/fs/cgroup/%s/%s", cg_v1_ctls[i], rel);
-        rmdir(p);
+        if (snprintf(p, sizeof p, "/sys/fs/cgroup/%s/%s", cg_v1_ctls[i], rel) < (int)sizeof p)
+            rmdir(p);
     }
 }
 

@@ -218,7 +218,8 @@ static json_t *legacy_resources(const char *g, const char *v)
 static json_t *api_group(const char *g)
 {
     char gv[96];
-    snprintf(gv, sizeof gv, "%s/v1", g);
+    if (snprintf(gv, sizeof gv, "%s/v1", g) >= (int)sizeof gv) /* group names are ours, all short */
+        gv[0] = 0;
     return json_pack("{s:s,s:s,s:s,s:[{s:s,s:s}],s:{s:s,s:s}}", "kind", "APIGroup", "apiVersion", "v1", "name", g,
                      "versions", "groupVersion", gv, "version", "v1", "preferredVersion", "groupVersion", gv,
                      "version", "v1");

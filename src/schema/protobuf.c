@@ -67,7 +67,7 @@ static int rd_fixed(struct pb *r, unsigned n, uint64_t *out, struct kc_err *err)
 
 static int rd_len(struct pb *r, struct pb *sub, struct kc_err *err)
 {
-    uint64_t n;
+    uint64_t n = 0;
     int rc = rd_varint(r, &n, err);
     if (rc < 0)
         return rc;
@@ -81,7 +81,7 @@ static int rd_len(struct pb *r, struct pb *sub, struct kc_err *err)
 
 static int rd_tag(struct pb *r, int *num, int *wt, struct kc_err *err)
 {
-    uint64_t tag;
+    uint64_t tag = 0;
     int rc = rd_varint(r, &tag, err);
     if (rc < 0)
         return rc;
@@ -633,7 +633,7 @@ int kc_protobuf_decode(const struct kc_schema *s, const unsigned char *buf, size
     if (!t)
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest", "protobuf body of unknown kind %s %s", api_version,
                           kind);
-    json_t *body;
+    json_t *body = NULL;
     rc = decode_message(t, e.raw.p ? e.raw : (struct pb){buf, buf}, 0, &body, err);
     if (rc < 0)
         return rc;
