@@ -651,7 +651,9 @@ void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, con
     /* a client may rewrite managedFields (kubectl's CSA→SSA migration): keep what it sent */
     if (old && mf && !json_equal(mf, old_mf))
         return;
-    json_t *list = json_is_array(mf) ? json_deep_copy(mf) : json_is_array(old_mf) ? json_deep_copy(old_mf) : json_array();
+    /* a new array sharing the entries: only the entry this write changes is copied (below), the others are
+     * never modified */
+    json_t *list = json_is_array(mf) ? json_copy(mf) : json_is_array(old_mf) ? json_copy(old_mf) : json_array();
     /* an Update records what changed; a create or an Apply, every field it sets */
     json_t *fields = old && !strcmp(operation, "Update") ? fieldset_diff(old, obj, FS_TOP) : fieldset(obj, FS_TOP);
     char now[32];
@@ -667,9 +669,11 @@ void kc_managed_fields_update(json_t *obj, json_t *old, const char *manager, con
             if (!strcmp(operation, "Update") && !old) {
                 json_array_set(list, i, entry);
             } else if (!strcmp(operation, "Update")) {
-                /* union with the earlier set */
-                json_object_update_recursive(json_object_get(e, "fieldsV1"), json_object_get(entry, "fieldsV1"));
-                json_object_set(e, "time", json_object_get(entry, "time"));
+                /* union with the earlier set, in a copy of that entry */
+                json_t *own = json_deep_copy(e);
+                json_object_update_recursive(json_object_get(own, "fieldsV1"), json_object_get(entry, "fieldsV1"));
+                json_object_set(own, "time", json_object_get(entry, "time"));
+                json_array_set_new(list, i, own);
             } else {
                 json_array_set(list, i, entry);
             }
