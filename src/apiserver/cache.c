@@ -412,15 +412,17 @@ static json_t *take_offer(struct kc_cache *c, const struct raw_ev *e)
     return view;
 }
 
-static void apply_event(struct kc_cache *c, struct raw_ev *e)
+/* Applies one event; the caller wakes the storage's watchers once per batch (wake_touched), not once per
+ * event: a group commit of many pods woke every pod watcher that many times. Returns the storage. */
+static struct kc_storage *apply_event(struct kc_cache *c, struct raw_ev *e)
 {
     struct kc_storage *st = storage_for_key(c, e->key);
     if (!st)
-        return;
+        return NULL;
     struct kc_obj *ob = obj_build(st, e->key, e->value, e->len, e->rev, e->create_rev);
     if (!ob) {
         kc_error("cache", "cannot decode stored object %s at revision %lld", e->key, (long long)e->rev);
-        return;
+        return NULL;
     }
     if (e->type != KC_EV_DELETE)
         ob->tree = take_offer(c, e); /* not yet published: no lock needed */
@@ -437,8 +439,21 @@ static void apply_event(struct kc_cache *c, struct raw_ev *e)
             kc_obj_unref(ob);
     }
     ring_push(st, ev);
-    pthread_cond_broadcast(&st->cond);
     pthread_mutex_unlock(&st->mu);
+    return st;
+}
+
+/* Wakes the watchers of each storage a batch touched (touched[i] flags storage c->st[i]). */
+static void wake_touched(struct kc_cache *c, bool *touched)
+{
+    for (size_t j = 0; j < c->nst; j++) {
+        if (!touched[j])
+            continue;
+        touched[j] = false;
+        pthread_mutex_lock(&c->st[j].mu);
+        pthread_cond_broadcast(&c->st[j].cond);
+        pthread_mutex_unlock(&c->st[j].mu);
+    }
 }
 
 static int ingest_cb(void *ctx, const struct kc_event *ev);
@@ -522,6 +537,7 @@ static void *cache_thread(void *arg)
 {
     pthread_setname_np(pthread_self(), "kc-cache");
     struct kc_cache *c = arg;
+    bool *touched = calloc(c->nst ? c->nst : 1, sizeof *touched);
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->head && !c->stop && !c->relist)
@@ -547,12 +563,21 @@ static void *cache_thread(void *arg)
         pthread_mutex_unlock(&c->mu);
         kc_rev_t last = 0;
         for (struct raw_ev *e = batch; e; e = e->next) {
-            apply_event(c, e);
+            struct kc_storage *st = apply_event(c, e);
+            if (st && touched)
+                touched[st - c->st] = true;
+            else if (st) { /* no flags (out of memory at start): wake at once */
+                pthread_mutex_lock(&st->mu);
+                pthread_cond_broadcast(&st->cond);
+                pthread_mutex_unlock(&st->mu);
+            }
             last = e->rev;
             free(e->key);
             free(e->value);
             e->key = e->value = NULL;
         }
+        if (touched)
+            wake_touched(c, touched);
         pthread_mutex_lock(&c->mu);
         if (last > c->rev)
             c->rev = last;
@@ -564,6 +589,7 @@ static void *cache_thread(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
+    free(touched);
     return NULL;
 }
 
