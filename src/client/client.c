@@ -297,6 +297,17 @@ int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json
     return client_json(c, "POST", path, "application/json", obj, out, true, err);
 }
 
+int kc_client_update_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
+{
+    return client_json(c, "PUT", path, "application/json", obj, out, true, err);
+}
+
+int kc_client_patch_ro(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,
+                       struct kc_err *err)
+{
+    return client_json(c, "PATCH", path, ctype ? ctype : "application/merge-patch+json", patch, out, true, err);
+}
+
 int kc_client_get(struct kc_client *c, const char *path, json_t **out, struct kc_err *err)
 {
     return kc_client_json(c, "GET", path, NULL, NULL, out, err);

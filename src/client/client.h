@@ -111,6 +111,10 @@ int kc_client_create(struct kc_client *c, const char *path, json_t *obj, json_t 
  * server shares that tree with its informer cache instead of parsing the stored object again. */
 int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
 int kc_client_update(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
+/* kc_client_update / kc_client_patch whose *out the caller only reads (as kc_client_create_ro). */
+int kc_client_update_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err);
+int kc_client_patch_ro(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,
+                       struct kc_err *err);
 /* ctype: "application/merge-patch+json", "application/strategic-merge-patch+json", "application/json-patch+json" */
 int kc_client_patch(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,
                     struct kc_err *err);

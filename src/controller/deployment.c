@@ -50,7 +50,8 @@ struct dctl {
 struct dsync {
     struct dctl *dc;
     char ns[256], name[256];
-    json_t *d;          /* working copy of the Deployment (owned) */
+    json_t *d;          /* the Deployment: the top level is ours (status and type fields are set on it), every
+                         * member is shared with the informer's cache or the server's and is never changed */
     struct kc_ro_deploy ro;
     json_t **rs;        /* owned ReplicaSets (owned references) */
     size_t nrs;
@@ -258,15 +259,20 @@ static int put_status(struct dsync *s, json_t *status)
         json_object_set(body, "status", status);
     stamp_available(body, status);
     struct kc_err err = {0};
-    int rc = kc_client_update(s->dc->c, kc_path(path, sizeof path, "apps", "v1", "deployments", s->ns, s->name, "status"),
-                              body, &out, &err);
+    int rc = kc_client_update_ro(s->dc->c,
+                                 kc_path(path, sizeof path, "apps", "v1", "deployments", s->ns, s->name, "status"),
+                                 body, &out, &err);
     json_decref(body);
     if (rc) {
         kc_debug(COMPONENT, "status update of %s/%s: %s", s->ns, s->name, err.message);
         return rc;
     }
+    /* the answer may be the server's own tree (read-only): ours is a new top level over it */
     json_decref(s->d);
-    s->d = out;
+    s->d = json_copy(out);
+    json_decref(out);
+    if (!s->d)
+        return KC_ENOMEM;
     return 0;
 }
 
@@ -279,15 +285,22 @@ static int set_deployment_revision(struct dsync *s, const char *rev)
     char path[640];
     json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", ANN_REVISION, rev), *out = NULL;
     struct kc_err err = {0};
-    int rc = kc_client_patch(s->dc->c, kc_path(path, sizeof path, "apps", "v1", "deployments", s->ns, s->name, NULL),
-                             "application/merge-patch+json", patch, &out, &err);
+    int rc = kc_client_patch_ro(s->dc->c,
+                                kc_path(path, sizeof path, "apps", "v1", "deployments", s->ns, s->name, NULL),
+                                "application/merge-patch+json", patch, &out, &err);
     json_decref(patch);
     if (rc)
         return rc;
-    /* Keep our in-progress status: the patch answer carries the server's (older) status. */
+    /* Keep our in-progress status: the patch answer carries the server's (older) status. The answer
+     * may be the server's own tree (read-only): ours is a new top level over it. */
     json_t *st = json_incref(json_object_get(s->d, "status"));
     json_decref(s->d);
-    s->d = out;
+    s->d = json_copy(out);
+    json_decref(out);
+    if (!s->d) {
+        json_decref(st);
+        return KC_ENOMEM;
+    }
     if (st)
         json_object_set_new(s->d, "status", st);
     return 0;
@@ -300,9 +313,11 @@ static int put_rs(struct dsync *s, size_t i, json_t *rs)
     struct kc_err err = {0};
     json_object_set_new(rs, "apiVersion", json_string("apps/v1"));
     json_object_set_new(rs, "kind", json_string("ReplicaSet"));
-    int rc = kc_client_update(s->dc->c,
-                              kc_path(path, sizeof path, "apps", "v1", "replicasets", s->ns, js(rs, "metadata.name"), NULL),
-                              rs, &out, &err);
+    /* s->rs[] are only read (changes go to copies), so the answer may be shared */
+    int rc = kc_client_update_ro(s->dc->c,
+                                 kc_path(path, sizeof path, "apps", "v1", "replicasets", s->ns, js(rs, "metadata.name"),
+                                         NULL),
+                                 rs, &out, &err);
     if (rc) {
         kc_debug(COMPONENT, "update of replica set %s: %s", js(rs, "metadata.name"), err.message);
         return rc;
@@ -602,8 +617,8 @@ static int get_new_rs(struct dsync *s, bool create)
     char path[640];
     json_t *created = NULL;
     struct kc_err err = {0};
-    int rc = kc_client_create(s->dc->c, kc_path(path, sizeof path, "apps", "v1", "replicasets", s->ns, NULL, NULL), rs,
-                              &created, &err);
+    int rc = kc_client_create_ro(s->dc->c, kc_path(path, sizeof path, "apps", "v1", "replicasets", s->ns, NULL, NULL),
+                                 rs, &created, &err);
     json_decref(rs);
     bool already = false;
     if (rc == KC_EEXISTS) {
@@ -1188,8 +1203,10 @@ static int sync_deployment(struct dctl *dc, const char *key)
     if (!cached)
         return 0; /* deleted: the garbage collector removes its ReplicaSets */
     struct dsync s = {.dc = dc, .new_idx = -1};
-    s.d = json_deep_copy(cached);
+    s.d = json_copy(cached); /* our own top level; the members stay the cache's (see struct dsync) */
     json_decref(cached);
+    if (!s.d)
+        return KC_ENOMEM;
     /* list items may come without kind; events and PUT bodies want it */
     json_object_set_new(s.d, "apiVersion", json_string("apps/v1"));
     json_object_set_new(s.d, "kind", json_string("Deployment"));

@@ -23,6 +23,44 @@ struct kc_informer {
 static struct kc_informer inf_d = {"Deployment"}, inf_rs = {"ReplicaSet"}, inf_pod = {"Pod"};
 static json_t *objs;   /* array of stored objects (each replaced, never mutated, on write) */
 static json_t *events; /* array of {type, reason, message} */
+static json_t *frozen; /* objs[i] as serialised when it was stored: the controller shares the stored trees (the
+                        * informer's and the read-only answers) and must never change them in place */
+
+/* An object's fingerprint: its serialisation, and which tree each top-level member is (replacing a member
+ * with an equal one is still a change of a shared tree, which readers on other threads would race with). */
+static json_t *fingerprint(json_t *o)
+{
+    char *d = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    json_t *fp = json_pack("{s:s}", "dump", d);
+    free(d);
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        char p[32];
+        snprintf(p, sizeof p, "%p", (void *)v);
+        json_object_set_new(fp, k, json_string(p));
+    }
+    return fp;
+}
+
+/* Every stored object still as it was stored (checked on each call into the fakes and at teardown). */
+static void check_frozen(void)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o) {
+        json_t *fp = fingerprint(o);
+        assert_true(json_equal(fp, json_array_get(frozen, i)));
+        json_decref(fp);
+    }
+}
+
+static void freeze(size_t i)
+{
+    while (json_array_size(frozen) <= i)
+        json_array_append_new(frozen, json_null());
+    json_array_set_new(frozen, i, fingerprint(json_array_get(objs, i)));
+}
 static long long rv_counter, uid_counter, clock_s = 1700000000;
 
 static const char *kind_of_plural(const char *plural)
@@ -93,6 +131,7 @@ const char *kc_path(char *buf, size_t n, const char *group, const char *version,
 
 int kc_client_get(struct kc_client *c, const char *path, json_t **out, struct kc_err *err)
 {
+    check_frozen();
     (void)c;
     (void)err;
     char plural[64], ns[128], name[320], sub[32];
@@ -116,11 +155,13 @@ static json_t *store_create(json_t *obj)
     json_object_set_new(m, "generation", json_integer(1));
     stamp(o);
     json_array_append_new(objs, o);
+    freeze(json_array_size(objs) - 1);
     return o;
 }
 
 int kc_client_create(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
 {
+    check_frozen();
     (void)c;
     char plural[64], ns[128], name[320], sub[32];
     parse(path, plural, ns, name, sub);
@@ -142,10 +183,12 @@ static void replace_at(int i, json_t *o)
 {
     stamp(o);
     json_array_set_new(objs, (size_t)i, o);
+    freeze((size_t)i);
 }
 
 int kc_client_update(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
 {
+    check_frozen();
     (void)c;
     char plural[64], ns[128], name[320], sub[32];
     parse(path, plural, ns, name, sub);
@@ -173,6 +216,7 @@ int kc_client_update(struct kc_client *c, const char *path, json_t *obj, json_t 
 int kc_client_patch(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,
                     struct kc_err *err)
 {
+    check_frozen();
     (void)c;
     (void)err;
     char plural[64], ns[128], name[320], sub[32];
@@ -199,8 +243,46 @@ int kc_client_patch(struct kc_client *c, const char *path, const char *ctype, js
     return 0;
 }
 
+/* The read-only variants answer the fake store's own object, as the in-process server shares its tree:
+ * a controller that changed such an answer would change the stored object under the test. */
+static void share_answer(json_t **out)
+{
+    if (!out || !*out)
+        return;
+    int i = find(js(*out, "kind"), js(*out, "metadata.namespace"), js(*out, "metadata.name"));
+    assert_true(i >= 0);
+    json_decref(*out);
+    *out = json_incref(json_array_get(objs, (size_t)i));
+}
+
+int kc_client_create_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
+{
+    int rc = kc_client_create(c, path, obj, out, err);
+    if (!rc)
+        share_answer(out);
+    return rc;
+}
+
+int kc_client_update_ro(struct kc_client *c, const char *path, json_t *obj, json_t **out, struct kc_err *err)
+{
+    int rc = kc_client_update(c, path, obj, out, err);
+    if (!rc)
+        share_answer(out);
+    return rc;
+}
+
+int kc_client_patch_ro(struct kc_client *c, const char *path, const char *ctype, json_t *patch, json_t **out,
+                       struct kc_err *err)
+{
+    int rc = kc_client_patch(c, path, ctype, patch, out, err);
+    if (!rc)
+        share_answer(out);
+    return rc;
+}
+
 int kc_client_delete(struct kc_client *c, const char *path, json_t *body, json_t **out, struct kc_err *err)
 {
+    check_frozen();
     (void)c;
     (void)body;
     (void)out;
@@ -211,6 +293,7 @@ int kc_client_delete(struct kc_client *c, const char *path, json_t *body, json_t
     if (i < 0)
         return KC_ENOTFOUND;
     json_array_remove(objs, (size_t)i);
+    json_array_remove(frozen, (size_t)i);
     return 0;
 }
 
@@ -230,6 +313,7 @@ void kc_event_emit(struct kc_client *c, json_t *obj, const char *type, const cha
 
 json_t *kc_informer_get(struct kc_informer *inf, const char *key)
 {
+    check_frozen();
     char ns[256];
     const char *slash = strchr(key, '/');
     snprintf(ns, sizeof ns, "%.*s", (int)(slash - key), key);
@@ -239,6 +323,7 @@ json_t *kc_informer_get(struct kc_informer *inf, const char *key)
 
 size_t kc_informer_by_index(struct kc_informer *inf, const char *name, const char *val, json_t ***out)
 {
+    check_frozen();
     size_t n = 0, i;
     json_t *o;
     *out = calloc(json_array_size(objs) + 1, sizeof **out);
@@ -314,6 +399,7 @@ static int setup(void **state)
     (void)state;
     objs = json_array();
     events = json_array();
+    frozen = json_array();
     requeued_after_ms = -1;
     return 0;
 }
@@ -321,6 +407,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    check_frozen();
+    json_decref(frozen);
     json_decref(objs);
     json_decref(events);
     return 0;
@@ -580,6 +668,7 @@ static void test_recreate_waits_for_old_pods(void **state)
     assert_int_equal(rsets(rs, 4), 1);
     int i = find("Pod", "ns", "p1");
     json_array_remove(objs, (size_t)i);
+    json_array_remove(frozen, (size_t)i);
     sync_key("web");
     assert_int_equal(rsets(rs, 4), 2);
     assert_int_equal(rs_replicas(rs[1]), 2);
