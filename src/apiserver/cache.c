@@ -155,6 +155,15 @@ json_t *kc_obj_tree(struct kc_obj *o)
     return fresh;
 }
 
+json_t *kc_obj_tree_peek(struct kc_obj *o)
+{
+    pthread_mutex_t *mu = tree_lock(o);
+    pthread_mutex_lock(mu);
+    json_t *t = json_incref(o->tree);
+    pthread_mutex_unlock(mu);
+    return t;
+}
+
 static void drop_tree(struct kc_obj *o)
 {
     if (!o)

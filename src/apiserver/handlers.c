@@ -20,6 +20,7 @@
 #include "meta/validation.h"
 #include "patch/patch.h"
 #include "schema/schema.h"
+#include "util/jsonscan.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -269,12 +270,35 @@ static int check_namespace(struct kc_server *srv, struct kc_resp *resp, const st
     return 0;
 }
 
+/* A private, complete tree of the cached version: a copy of the version's shared tree when the cache has
+ * one (the writer offered it, or an in-process watcher needed it) plus its managedFields, which that tree
+ * leaves out, parsed from their span of the stored bytes. A copy costs a seventh of a parse and the
+ * managedFields a third (a 3.4 KB Pod: 49 µs parsed, 7 + 17 µs this way); every update, patch, binding
+ * and status write starts here. Otherwise (no tree) the bytes are parsed. */
+static json_t *private_tree(struct kc_obj *o)
+{
+    json_t *t = kc_obj_tree_peek(o);
+    if (!t)
+        return kc_obj_parse(o);
+    json_t *j = json_deep_copy(t);
+    json_decref(t);
+    size_t off, len;
+    if (j && kc_json_span(o->json, o->len, "metadata.managedFields", &off, &len) == 0) {
+        json_t *mf = json_loadb(o->json + off, len, JSON_DECODE_ANY, NULL);
+        if (!mf || json_object_set_new(kc_jmeta(j), "managedFields", mf)) {
+            json_decref(j);
+            j = NULL;
+        }
+    }
+    return j ? j : kc_obj_parse(o);
+}
+
 static json_t *current_obj(const struct kc_resource *res, const char *key, kc_rev_t *rev)
 {
     struct kc_obj *o = kc_cache_get(res->storage, key);
     if (!o)
         return NULL;
-    json_t *j = kc_obj_parse(o);
+    json_t *j = private_tree(o);
     *rev = o->rev;
     kc_obj_unref(o);
     if (j && res->from_storage) {

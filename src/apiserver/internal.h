@@ -103,6 +103,8 @@ json_t *kc_obj_parse(const struct kc_obj *o);
 /* the parsed object WITHOUT metadata.managedFields, shared and IMMUTABLE: one tree per object
  * version however many in-process informers watch it (parsed on first use; a new reference) */
 json_t *kc_obj_tree(struct kc_obj *o);
+/* o's tree if one was built already (offered by its writer or parsed for a watcher), else NULL */
+json_t *kc_obj_tree_peek(struct kc_obj *o);
 /* the object as resource res serves it (converted for views such as events.k8s.io) */
 json_t *kc_obj_view(const struct kc_resource *res, const struct kc_obj *o);
 const char *kc_obj_field(const struct kc_obj *o, const char *name);

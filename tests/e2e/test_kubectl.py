@@ -122,6 +122,17 @@ class KubectlTest(harness.KubectlMixin, harness.ServerTestCase):
                      "{.metadata.annotations.owner} {.spec.template.spec.containers[0].image} "
                      "{.spec.template.spec.containers[0].ports[0].containerPort}").stdout
         self.assertEqual(out, "7 3 web team-a nginx:1.28 80")
+        # every writer's managedFields entry survives the others' writes (a Deployment's current version is
+        # read from the tree the cache shares with the controllers, its managedFields from the stored bytes)
+        mf = json.loads(self.k("get", "-n", ns, "deploy", "my-app", "-o", "json", "--show-managed-fields").stdout)
+        entries = {e["manager"]: e for e in mf["metadata"]["managedFields"]}
+        for m in ("kubectl-client-side-apply", "kubectl-label", "kubectl-annotate", "kubectl-patch"):
+            self.assertIn(m, entries, sorted(entries))
+        self.assertIn("f:tier", entries["kubectl-label"]["fieldsV1"]["f:metadata"]["f:labels"])
+        self.assertIn("f:owner", entries["kubectl-annotate"]["fieldsV1"]["f:metadata"]["f:annotations"])
+        self.assertIn("f:minReadySeconds", entries["kubectl-patch"]["fieldsV1"]["f:spec"])
+        self.assertTrue(any(e.get("subresource") == "status" or "f:status" in e.get("fieldsV1", {})
+                            for e in entries.values()), sorted(entries))
         # selectors
         names = self.k("get", "-n", ns, "deploy", "-l", "tier=web", "-o", "name").stdout.split()
         self.assertEqual(names, ["deployment.apps/my-app"])
