@@ -21,6 +21,7 @@
 #include "util/timeutil.h"
 
 #define QUEUE_MAX 10000
+#define TREE_QUEUE_MAX 256 /* pending events kept as trees below this queue length */
 #define AGG_WINDOW_S 600
 #define AGG_MAX_ENTRIES 4096
 /* per-object spam filter: burst of 25, then one event per 10 s (upstream: 25 burst, qps 1/300) */
@@ -30,8 +31,10 @@
 struct pending {
     struct pending *next;
     char *component;
-    char *event;   /* a complete core/v1 Event without metadata.name, as compact JSON: a queue of
-                    * 10,000 pending events costs ~7 MB this way, ~50 MB as json trees */
+    json_t *tree;  /* a complete core/v1 Event without metadata.name while the queue is short ... */
+    char *event;   /* ... or as compact JSON once it is long: a queue of 10,000 pending events costs ~7 MB
+                    * this way, ~50 MB as json trees; a short queue keeps trees, which spares the worker
+                    * a parse per event */
     char *ns, *oname;
     char *key;
     char *objkey;
@@ -79,6 +82,7 @@ static void pending_free(struct pending *p)
     free(p->key);
     free(p->objkey);
     free(p->event);
+    json_decref(p->tree);
     free(p->ns);
     free(p->oname);
     free(p);
@@ -154,7 +158,8 @@ static void write_one(struct kc_recorder *r, struct pending *p)
     const char *oname = p->oname;
     snprintf(name, sizeof name, "%.200s.%" PRIx64, oname && *oname ? oname : "event",
              (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (r->seq++ % 1000));
-    json_t *ev = json_loads(p->event, 0, NULL);
+    json_t *ev = p->tree ? p->tree : json_loads(p->event, 0, NULL);
+    p->tree = NULL;
     if (!ev) {
         bump(r, &r->st.failed);
         return;
@@ -293,10 +298,17 @@ static void vevent(struct kc_recorder *r, const char *component, json_t *obj, co
         return;
     }
     p->component = strdup(component);
-    p->event = kc_json_dumps(ev, NULL);
+    pthread_mutex_lock(&r->mu);
+    bool short_queue = r->len < TREE_QUEUE_MAX;
+    pthread_mutex_unlock(&r->mu);
+    if (short_queue) {
+        p->tree = ev;
+    } else {
+        p->event = kc_json_dumps(ev, NULL);
+        json_decref(ev);
+    }
     p->ns = strdup(ns);
     p->oname = strdup(oname);
-    json_decref(ev);
     size_t kl = strlen(uid) + strlen(oname) + strlen(type) + strlen(reason) + strlen(msg) + strlen(component) + 8;
     p->key = malloc(kl);
     snprintf(p->key, kl, "%s/%s\x1f%s\x1f%s\x1f%s\x1f%s", uid, oname, type, reason, msg, component);
