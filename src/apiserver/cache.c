@@ -283,12 +283,31 @@ static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const ch
             json_decref(l);
     }
     const struct kc_resource *res = storage_resource(st);
+    /* fields under one parent (an Event's involvedObject.kind, .name, .uid, ...) search the parent's span
+     * found once, instead of scanning the object from its start for each of them */
+    const char *parent = NULL;
+    size_t parent_len = 0, poff = 0, plen = 0;
+    bool parent_found = false;
     for (size_t i = 0; res && res->field_labels && res->field_labels[i] && ob->nfields < KC_MAX_INDEX; i++) {
-        const char *f = res->field_labels[i];
+        const char *f = res->field_labels[i], *path = field_path(f), *dot = strchr(path, '.');
+        int found;
+        if (dot) {
+            size_t pl = (size_t)(dot - path);
+            if (!parent || pl != parent_len || strncmp(parent, path, pl)) {
+                char pname[64];
+                parent = path;
+                parent_len = pl;
+                parent_found = pl < sizeof pname && (memcpy(pname, path, pl), pname[pl] = 0,
+                                                     kc_json_span(value, len, pname, &poff, &plen) == 0) &&
+                               value[poff] == '{';
+            }
+            found = parent_found && kc_json_span(value + poff, plen, dot + 1, &off, &vlen) == 0;
+            off += poff;
+        } else {
+            found = kc_json_span(value, len, path, &off, &vlen) == 0;
+        }
         ob->fnames[ob->nfields] = f;
-        ob->fvals[ob->nfields] = kc_json_span(value, len, field_path(f), &off, &vlen) == 0
-                                     ? scalar_text(value + off, vlen)
-                                     : strdup(field_absent(f));
+        ob->fvals[ob->nfields] = found ? scalar_text(value + off, vlen) : strdup(field_absent(f));
         ob->nfields++;
     }
     if (!ob->json || !ob->key || !ob->ns || !ob->name) {
