@@ -1215,6 +1215,46 @@ static int list_from_store(struct kc_req *req, struct kc_resp *resp, const struc
     return 0;
 }
 
+/* An in-process list (an informer's): the items are the versions' shared trees (kc_obj_tree, without
+ * managedFields, as the in-process watch events carry them), so that every informer of a kind holds the
+ * same tree of an object instead of a private parse each (three Pod informers: three trees per Pod after
+ * a restart). The caller only reads them. */
+static void list_shared(struct kc_resp *resp, const struct kc_resource *res, struct sel *s, struct kc_obj **objs,
+                        size_t n, kc_rev_t rev, const char *after, long limit)
+{
+    json_t *items = json_array();
+    long count = 0;
+    size_t last_idx = 0, matched_after = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (after[0] && strcmp(objs[i]->key, after) <= 0)
+            continue;
+        if (!kc_sel_match(s, objs[i]))
+            continue;
+        if (limit > 0 && count >= limit) {
+            matched_after++;
+            continue;
+        }
+        json_t *t = kc_obj_tree(objs[i]);
+        if (!t)
+            continue;
+        json_array_append_new(items, t);
+        count++;
+        last_idx = i;
+    }
+    char rv[32];
+    snprintf(rv, sizeof rv, "%lld", (long long)rev);
+    json_t *list = json_pack("{s:s, s:s, s:{s:s}, s:o}", "kind", res->list_kind, "apiVersion", res->api_version,
+                             "metadata", "resourceVersion", rv, "items", items);
+    if (matched_after) {
+        char *ctok = encode_continue(rev, objs[last_idx]->key);
+        json_t *m = json_object_get(list, "metadata");
+        json_object_set_new(m, "continue", json_string(ctok ? ctok : ""));
+        json_object_set_new(m, "remainingItemCount", json_integer((json_int_t)matched_after));
+        free(ctok);
+    }
+    kc_resp_json(resp, 200, list);
+}
+
 static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns)
 {
     struct sel s;
@@ -1291,6 +1331,12 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         rev = crev;
     }
     bool table = kc_accept_table(req->accept);
+    if (!table && !res->from_storage && resp->keep_json && !resp->discard_json) {
+        list_shared(resp, res, &s, objs, n, rev, after, limit);
+        kc_objs_free(objs, n);
+        kc_sel_free(&s);
+        return;
+    }
     time_t now = time(NULL);
     json_t *table_obj = table ? kc_table_new(res, true) : NULL;
     struct kc_buf b;

@@ -87,6 +87,8 @@ void kc_client_free(struct kc_client *c)
 
 const char *kc_client_user_agent(const struct kc_client *c) { return c->user_agent; }
 
+bool kc_client_in_process(const struct kc_client *c) { return c && c->ops && !strcmp(c->ops->name, "inproc"); }
+
 void kc_client_resp_release(struct kc_client_resp *r)
 {
     if (!r)

@@ -81,6 +81,8 @@ struct kc_client *kc_client_new(const struct kc_transport_ops *ops, void *impl, 
                                 const char *user_agent);
 void kc_client_free(struct kc_client *c);
 const char *kc_client_user_agent(const struct kc_client *c);
+/* true for the in-process transport: answers may then be the server's own (shared, read-only) trees */
+bool kc_client_in_process(const struct kc_client *c);
 
 /* HTTP transport from a kubeconfig file (current-context's cluster server, certificate-authority-data
  * or certificate-authority, token; insecure-skip-tls-verify honoured). */

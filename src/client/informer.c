@@ -389,8 +389,12 @@ static int list_all(struct kc_informer *inf, json_t *items, char *rv, size_t rvn
         char esc[1100] = "";
         if (*cont && kc_url_escape(cont, esc, sizeof esc))
             return kc_err_set(err, KC_ETOOLARGE, 500, "InternalError", "informer: continue token too long");
-        int rc = *cont ? build_url(inf, url, sizeof url, "limit=%s&continue=%s", limit, esc, err)
-                       : build_url(inf, url, sizeof url, "limit=%s%s", limit, "", err);
+        /* in-process, one unpaged list from the watch cache: its items are the cache's shared trees (as the
+         * watch events are), where pages after the first would be built from the store for this list alone */
+        bool paged = !kc_client_in_process(inf->c);
+        int rc = *cont  ? build_url(inf, url, sizeof url, "limit=%s&continue=%s", limit, esc, err)
+                 : paged ? build_url(inf, url, sizeof url, "limit=%s%s", limit, "", err)
+                         : build_url(inf, url, sizeof url, "%s%s", "", "", err);
         if (rc)
             return rc;
         json_t *l = NULL;
@@ -428,10 +432,23 @@ static void reconcile(struct kc_informer *inf, json_t *items)
     {
         if (!json_is_object(obj))
             continue;
-        fill_type(inf, obj);
         /* informers never need managedFields (as upstream's TransformStripManagedFields); the
-         * in-process transport's watch events come without them too */
-        json_object_del(json_object_get(obj, "metadata"), "managedFields");
+         * in-process transport's list items and watch events come without them, and may be the server's
+         * shared trees, which are only changed in a copy (of the top level and metadata) */
+        json_t *meta = json_object_get(obj, "metadata");
+        if (json_object_get(meta, "managedFields") || (!json_object_get(obj, "kind") && *inf->kind) ||
+            (!json_object_get(obj, "apiVersion") && *inf->api_version)) {
+            json_t *own = json_copy(obj), *ownmeta = json_is_object(meta) ? json_copy(meta) : NULL;
+            if (!own)
+                continue;
+            if (ownmeta) {
+                json_object_del(ownmeta, "managedFields");
+                json_object_set_new(own, "metadata", ownmeta);
+            }
+            json_array_set_new(items, i, own);
+            obj = own;
+        }
+        fill_type(inf, obj);
         char key[512];
         kc_object_key(obj, key, sizeof key);
         int e = 0;
