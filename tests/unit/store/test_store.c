@@ -948,6 +948,42 @@ static void test_reopen(void **state)
 }
 
 #ifndef KC_TEST_ETCD
+/* The revision survives a reopen after a compaction swept the row that carried it: the last write was a
+ * delete, and its tombstone is gone once compacted. */
+static void test_reopen_after_sweeping_newest(void **state)
+{
+    struct fx *f = *state;
+    struct kc_store *s = f->s;
+    create_ok(s, "/t/a", "A");
+    create_ok(s, "/t/b", "B");
+    del_ok(s, "/t/a");
+    del_ok(s, "/t/b");
+    kc_rev_t cur = s->ops->current_rev(s);
+    assert_int_equal(s->ops->compact(s, cur, NULL), 0);
+    /* the writer sweeps while idle; wait until the log is empty (every row was superseded or a tombstone) */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 1000);
+    long long rows = -1;
+    for (int i = 0; i < 500 && rows != 0; i++) {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM log", -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            rows = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        if (rows != 0) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    sqlite3_close(db);
+    assert_int_equal(rows, 0);
+    kc_store_close(s);
+    f->s = s = open_store(f, NULL);
+    assert_int_equal(s->ops->current_rev(s), cur);
+    assert_int_equal(create_ok(s, "/t/c", "C"), cur + 1);
+}
+
 /* take_completions (SQLite): the cache's watch wakes the writers of the events it takes, after every
  * other watch saw them; a write whose event it does not take returns as before; after unwatch the
  * store wakes writers itself again. */
@@ -1530,6 +1566,7 @@ int main(void)
 #else
         cmocka_unit_test_setup_teardown(test_growth_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_take_completions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_after_sweeping_newest, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
