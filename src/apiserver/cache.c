@@ -240,6 +240,33 @@ static char *scalar_text(const char *s, size_t n)
 /* Builds the immutable cached form of a stored value at revision rev, without parsing the whole
  * object: metadata.resourceVersion is spliced into the bytes, labels and the field-selector values
  * are scanned for (util/jsonscan.h). This is the per-write cost of the cache, so it matters. */
+/* The parent object of the last dotted field path looked up, and its span. */
+struct parent_span {
+    char name[64];
+    int found; /* -1: absent or not an object */
+    size_t off, len;
+};
+
+/* kc_json_span of a field path; fields under one parent (an Event's involvedObject.kind, .name, .uid,
+ * ...) are searched in the parent's span, found once, instead of from the object's start each. */
+static int field_span(const char *value, size_t len, const char *path, struct parent_span *ps, size_t *off,
+                      size_t *vlen)
+{
+    const char *dot = strchr(path, '.');
+    size_t pl = dot ? (size_t)(dot - path) : 0;
+    if (!dot || pl >= sizeof ps->name)
+        return kc_json_span(value, len, path, off, vlen);
+    if (strncmp(ps->name, path, pl) || ps->name[pl]) {
+        memcpy(ps->name, path, pl);
+        ps->name[pl] = 0;
+        ps->found = kc_json_span(value, len, ps->name, &ps->off, &ps->len) == 0 && value[ps->off] == '{' ? 1 : -1;
+    }
+    if (ps->found < 0 || kc_json_span(value + ps->off, ps->len, dot + 1, off, vlen))
+        return -1;
+    *off += ps->off;
+    return 0;
+}
+
 static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const char *value, size_t len, kc_rev_t rev,
                                 kc_rev_t create_rev)
 {
@@ -283,31 +310,13 @@ static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const ch
             json_decref(l);
     }
     const struct kc_resource *res = storage_resource(st);
-    /* fields under one parent (an Event's involvedObject.kind, .name, .uid, ...) search the parent's span
-     * found once, instead of scanning the object from its start for each of them */
-    const char *parent = NULL;
-    size_t parent_len = 0, poff = 0, plen = 0;
-    bool parent_found = false;
+    struct parent_span ps = {0};
     for (size_t i = 0; res && res->field_labels && res->field_labels[i] && ob->nfields < KC_MAX_INDEX; i++) {
-        const char *f = res->field_labels[i], *path = field_path(f), *dot = strchr(path, '.');
-        int found;
-        if (dot) {
-            size_t pl = (size_t)(dot - path);
-            if (!parent || pl != parent_len || strncmp(parent, path, pl)) {
-                char pname[64];
-                parent = path;
-                parent_len = pl;
-                parent_found = pl < sizeof pname && (memcpy(pname, path, pl), pname[pl] = 0,
-                                                     kc_json_span(value, len, pname, &poff, &plen) == 0) &&
-                               value[poff] == '{';
-            }
-            found = parent_found && kc_json_span(value + poff, plen, dot + 1, &off, &vlen) == 0;
-            off += poff;
-        } else {
-            found = kc_json_span(value, len, path, &off, &vlen) == 0;
-        }
+        const char *f = res->field_labels[i];
         ob->fnames[ob->nfields] = f;
-        ob->fvals[ob->nfields] = found ? scalar_text(value + off, vlen) : strdup(field_absent(f));
+        ob->fvals[ob->nfields] = field_span(value, len, field_path(f), &ps, &off, &vlen) == 0
+                                     ? scalar_text(value + off, vlen)
+                                     : strdup(field_absent(f));
         ob->nfields++;
     }
     if (!ob->json || !ob->key || !ob->ns || !ob->name) {
@@ -440,17 +449,17 @@ static json_t *take_offer(struct kc_cache *c, const struct raw_ev *e)
     return view;
 }
 
-/* Applies one event; the caller wakes the storage's watchers once per batch (wake_touched), not once per
- * event: a group commit of many pods woke every pod watcher that many times. Returns the storage. */
-static struct kc_storage *apply_event(struct kc_cache *c, struct raw_ev *e)
+/* Applies one event; the cache thread wakes the storage's watchers once per batch (wake_pending), not once
+ * per event: a group commit of many pods woke every pod watcher that many times. */
+static void apply_event(struct kc_cache *c, struct raw_ev *e)
 {
     struct kc_storage *st = storage_for_key(c, e->key);
     if (!st)
-        return NULL;
+        return;
     struct kc_obj *ob = obj_build(st, e->key, e->value, e->len, e->rev, e->create_rev);
     if (!ob) {
         kc_error("cache", "cannot decode stored object %s at revision %lld", e->key, (long long)e->rev);
-        return NULL;
+        return;
     }
     if (e->type != KC_EV_DELETE)
         ob->tree = take_offer(c, e); /* not yet published: no lock needed */
@@ -468,16 +477,16 @@ static struct kc_storage *apply_event(struct kc_cache *c, struct raw_ev *e)
     }
     ring_push(st, ev);
     pthread_mutex_unlock(&st->mu);
-    return st;
+    st->wake_pending = true;
 }
 
-/* Wakes the watchers of each storage a batch touched (touched[i] flags storage c->st[i]). */
-static void wake_touched(struct kc_cache *c, bool *touched)
+/* Wakes the watchers of each storage the batch just applied touched. */
+static void wake_pending(struct kc_cache *c)
 {
     for (size_t j = 0; j < c->nst; j++) {
-        if (!touched[j])
+        if (!c->st[j].wake_pending)
             continue;
-        touched[j] = false;
+        c->st[j].wake_pending = false;
         pthread_mutex_lock(&c->st[j].mu);
         pthread_cond_broadcast(&c->st[j].cond);
         pthread_mutex_unlock(&c->st[j].mu);
@@ -565,7 +574,6 @@ static void *cache_thread(void *arg)
 {
     pthread_setname_np(pthread_self(), "kc-cache");
     struct kc_cache *c = arg;
-    bool *touched = calloc(c->nst ? c->nst : 1, sizeof *touched);
     pthread_mutex_lock(&c->mu);
     for (;;) {
         while (!c->head && !c->stop && !c->relist)
@@ -591,21 +599,13 @@ static void *cache_thread(void *arg)
         pthread_mutex_unlock(&c->mu);
         kc_rev_t last = 0;
         for (struct raw_ev *e = batch; e; e = e->next) {
-            struct kc_storage *st = apply_event(c, e);
-            if (st && touched)
-                touched[st - c->st] = true;
-            else if (st) { /* no flags (out of memory at start): wake at once */
-                pthread_mutex_lock(&st->mu);
-                pthread_cond_broadcast(&st->cond);
-                pthread_mutex_unlock(&st->mu);
-            }
+            apply_event(c, e);
             last = e->rev;
             free(e->key);
             free(e->value);
             e->key = e->value = NULL;
         }
-        if (touched)
-            wake_touched(c, touched);
+        wake_pending(c);
         pthread_mutex_lock(&c->mu);
         if (last > c->rev)
             c->rev = last;
@@ -617,7 +617,6 @@ static void *cache_thread(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    free(touched);
     return NULL;
 }
 

@@ -655,11 +655,10 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
         /* only the sent timeline annotation survives from next's metadata: keep just that string */
         json_t *sent_tl = json_incref(json_object_get(kc_jget(next, "metadata.annotations"), KC_TIMELINE_ANN));
         /* next = cur apart from status: cur is this request's own parse and is only read from here on, so
-         * next shares its subtrees; only what the steps after this change in place (metadata's members:
-         * timeline annotation, managedFields, resourceVersion) is copied, one level deep. */
+         * next shares its subtrees; only what the steps after this change in place is copied, one level
+         * deep: metadata's own members (resourceVersion; managedFields, which is rebuilt and replaced) and
+         * the annotations object (timeline). */
         json_t *copy = json_copy(cur), *meta = json_copy(kc_jmeta(cur));
-        /* changed in place below: metadata's own members (resourceVersion, managedFields, which is
-         * rebuilt and replaced) and the annotations object (timeline); the rest stays cur's */
         json_t *ann = json_object_get(meta, "annotations");
         if (json_is_object(ann))
             json_object_set_new(meta, "annotations", json_copy(ann));
@@ -1215,46 +1214,6 @@ static int list_from_store(struct kc_req *req, struct kc_resp *resp, const struc
     return 0;
 }
 
-/* An in-process list (an informer's): the items are the versions' shared trees (kc_obj_tree, without
- * managedFields, as the in-process watch events carry them), so that every informer of a kind holds the
- * same tree of an object instead of a private parse each (three Pod informers: three trees per Pod after
- * a restart). The caller only reads them. */
-static void list_shared(struct kc_resp *resp, const struct kc_resource *res, struct sel *s, struct kc_obj **objs,
-                        size_t n, kc_rev_t rev, const char *after, long limit)
-{
-    json_t *items = json_array();
-    long count = 0;
-    size_t last_idx = 0, matched_after = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (after[0] && strcmp(objs[i]->key, after) <= 0)
-            continue;
-        if (!kc_sel_match(s, objs[i]))
-            continue;
-        if (limit > 0 && count >= limit) {
-            matched_after++;
-            continue;
-        }
-        json_t *t = kc_obj_tree(objs[i]);
-        if (!t)
-            continue;
-        json_array_append_new(items, t);
-        count++;
-        last_idx = i;
-    }
-    char rv[32];
-    snprintf(rv, sizeof rv, "%lld", (long long)rev);
-    json_t *list = json_pack("{s:s, s:s, s:{s:s}, s:o}", "kind", res->list_kind, "apiVersion", res->api_version,
-                             "metadata", "resourceVersion", rv, "items", items);
-    if (matched_after) {
-        char *ctok = encode_continue(rev, objs[last_idx]->key);
-        json_t *m = json_object_get(list, "metadata");
-        json_object_set_new(m, "continue", json_string(ctok ? ctok : ""));
-        json_object_set_new(m, "remainingItemCount", json_integer((json_int_t)matched_after));
-        free(ctok);
-    }
-    kc_resp_json(resp, 200, list);
-}
-
 static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct kc_resource *res, const char *ns)
 {
     struct sel s;
@@ -1331,19 +1290,22 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         rev = crev;
     }
     bool table = kc_accept_table(req->accept);
-    if (!table && !res->from_storage && resp->keep_json && !resp->discard_json) {
-        list_shared(resp, res, &s, objs, n, rev, after, limit);
-        kc_objs_free(objs, n);
-        kc_sel_free(&s);
-        return;
-    }
+    /* An in-process list (an informer's) answers the versions' shared trees (kc_obj_tree, without
+     * managedFields, as the in-process watch events carry them), so that every informer of a kind holds
+     * the same tree of an object instead of a private parse each (three Pod informers: three trees per
+     * Pod after a restart). The caller only reads them. */
+    bool shared = !table && !res->from_storage && resp->keep_json && !resp->discard_json;
     time_t now = time(NULL);
-    json_t *table_obj = table ? kc_table_new(res, true) : NULL;
+    /* a Table or a shared list is built as a tree, any other list as bytes */
+    json_t *doc = table    ? kc_table_new(res, true)
+                  : shared ? json_pack("{s:s, s:s, s:{}, s:[]}", "kind", res->list_kind, "apiVersion",
+                                       res->api_version, "metadata", "items")
+                           : NULL;
+    shared = shared && doc; /* out of memory: bytes */
     struct kc_buf b;
     kc_buf_init(&b, KC_BUF_UNLIMITED);
-    if (!table)
+    if (!doc) {
         kc_buf_puts(&b, "{\"kind\":\"");
-    if (!table) {
         kc_buf_puts(&b, res->list_kind);
         kc_buf_printf(&b, "\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%lld\"", res->api_version,
                       (long long)rev);
@@ -1367,8 +1329,12 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         last_idx = i;
         if (table) {
             json_t *j = kc_obj_view(res, objs[i]);
-            kc_table_add_row(table_obj, res, j, now);
+            kc_table_add_row(doc, res, j, now);
             json_decref(j);
+        } else if (shared) {
+            json_t *t = kc_obj_tree(objs[i]);
+            if (t)
+                json_array_append_new(json_object_get(doc, "items"), t);
         } else {
             if (items.len)
                 kc_buf_putc(&items, ',');
@@ -1385,8 +1351,8 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
         }
     }
     char *ctok = more ? encode_continue(rev, objs[last_idx]->key) : NULL;
-    if (table) {
-        json_t *m = json_object_get(table_obj, "metadata");
+    if (doc) {
+        json_t *m = json_object_get(doc, "metadata");
         char rv[32];
         snprintf(rv, sizeof rv, "%lld", (long long)rev);
         json_object_set_new(m, "resourceVersion", json_string(rv));
@@ -1394,7 +1360,7 @@ static void handle_list(struct kc_req *req, struct kc_resp *resp, const struct k
             json_object_set_new(m, "continue", json_string(ctok));
             json_object_set_new(m, "remainingItemCount", json_integer((json_int_t)matched_after));
         }
-        kc_resp_json(resp, 200, table_obj);
+        kc_resp_json(resp, 200, doc);
     } else {
         if (ctok)
             kc_buf_printf(&b, ",\"continue\":\"%s\",\"remainingItemCount\":%zu", ctok, matched_after);

@@ -122,13 +122,14 @@ struct kc_storage {
     char prefix[96];
     const struct kc_resource *res; /* the kind stored here (first registered: core Events for events) */
     pthread_mutex_t mu;
-    pthread_cond_t cond;      /* broadcast on every event */
+    pthread_cond_t cond;      /* broadcast after each applied batch of events */
     struct kc_map objs;       /* key → struct kc_obj* */
     struct kc_wev *ring;
     size_t ring_cap, ring_head, ring_len;
     kc_rev_t ring_start_rev;  /* every event of this storage with rev > this is in the ring */
     uint64_t events_total;
     atomic_int tree_watchers; /* in-process watch streams (they read kc_obj_tree): offers pay only then */
+    bool wake_pending;        /* cache thread only: an applied event's watchers are not yet woken */
 };
 
 struct kc_cache;

@@ -298,15 +298,7 @@ static void vevent(struct kc_recorder *r, const char *component, json_t *obj, co
         return;
     }
     p->component = strdup(component);
-    pthread_mutex_lock(&r->mu);
-    bool short_queue = r->len < TREE_QUEUE_MAX;
-    pthread_mutex_unlock(&r->mu);
-    if (short_queue) {
-        p->tree = ev;
-    } else {
-        p->event = kc_json_dumps(ev, NULL);
-        json_decref(ev);
-    }
+    p->tree = ev; /* serialised below if the queue is long */
     p->ns = strdup(ns);
     p->oname = strdup(oname);
     size_t kl = strlen(uid) + strlen(oname) + strlen(type) + strlen(reason) + strlen(msg) + strlen(component) + 8;
@@ -321,6 +313,11 @@ static void vevent(struct kc_recorder *r, const char *component, json_t *obj, co
         pthread_mutex_unlock(&r->mu);
         pending_free(p);
         return;
+    }
+    if (r->len >= TREE_QUEUE_MAX) { /* only while the worker is behind */
+        p->event = kc_json_dumps(p->tree, NULL);
+        json_decref(p->tree);
+        p->tree = NULL;
     }
     if (r->tail)
         r->tail->next = p;

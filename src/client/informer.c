@@ -385,16 +385,15 @@ static int list_all(struct kc_informer *inf, json_t *items, char *rv, size_t rvn
 {
     char url[MAX_URL], cont[1024] = "", limit[16];
     snprintf(limit, sizeof limit, "%d", LIST_PAGE);
+    /* in-process, one unpaged list from the watch cache: its items are the cache's shared trees (as the
+     * watch events are), where pages after the first would be built from the store for this list alone */
+    bool paged = !kc_client_in_process(inf->c);
     for (bool first = true;; first = false) {
         char esc[1100] = "";
         if (*cont && kc_url_escape(cont, esc, sizeof esc))
             return kc_err_set(err, KC_ETOOLARGE, 500, "InternalError", "informer: continue token too long");
-        /* in-process, one unpaged list from the watch cache: its items are the cache's shared trees (as the
-         * watch events are), where pages after the first would be built from the store for this list alone */
-        bool paged = !kc_client_in_process(inf->c);
-        int rc = *cont  ? build_url(inf, url, sizeof url, "limit=%s&continue=%s", limit, esc, err)
-                 : paged ? build_url(inf, url, sizeof url, "limit=%s%s", limit, "", err)
-                         : build_url(inf, url, sizeof url, "%s%s", "", "", err);
+        int rc = *cont ? build_url(inf, url, sizeof url, "limit=%s&continue=%s", limit, esc, err)
+                       : build_url(inf, url, sizeof url, paged ? "limit=%s%s" : "%.0s%s", limit, "", err);
         if (rc)
             return rc;
         json_t *l = NULL;

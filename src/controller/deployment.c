@@ -250,6 +250,16 @@ static void stamp_available(json_t *body, json_t *status)
     json_decref(tl);
 }
 
+/* Makes a write's answer the Deployment we work on. The answer may be the server's own tree (read-only):
+ * ours is a new top level over it (struct dsync). */
+static int take_answer(struct dsync *s, json_t *out)
+{
+    json_decref(s->d);
+    s->d = json_copy(out);
+    json_decref(out);
+    return s->d ? 0 : KC_ENOMEM;
+}
+
 /* PUT the working copy's status through /status (only called when it changed). */
 static int put_status(struct dsync *s, json_t *status)
 {
@@ -267,13 +277,7 @@ static int put_status(struct dsync *s, json_t *status)
         kc_debug(COMPONENT, "status update of %s/%s: %s", s->ns, s->name, err.message);
         return rc;
     }
-    /* the answer may be the server's own tree (read-only): ours is a new top level over it */
-    json_decref(s->d);
-    s->d = json_copy(out);
-    json_decref(out);
-    if (!s->d)
-        return KC_ENOMEM;
-    return 0;
+    return take_answer(s, out);
 }
 
 /* The Deployment's revision annotation (upstream writes it with UpdateStatus; our /status keeps
@@ -291,19 +295,13 @@ static int set_deployment_revision(struct dsync *s, const char *rev)
     json_decref(patch);
     if (rc)
         return rc;
-    /* Keep our in-progress status: the patch answer carries the server's (older) status. The answer
-     * may be the server's own tree (read-only): ours is a new top level over it. */
+    /* Keep our in-progress status: the patch answer carries the server's (older) status. */
     json_t *st = json_incref(json_object_get(s->d, "status"));
-    json_decref(s->d);
-    s->d = json_copy(out);
-    json_decref(out);
-    if (!s->d) {
-        json_decref(st);
-        return KC_ENOMEM;
-    }
-    if (st)
-        json_object_set_new(s->d, "status", st);
-    return 0;
+    rc = take_answer(s, out);
+    if (!rc && st)
+        json_object_set(s->d, "status", st);
+    json_decref(st);
+    return rc;
 }
 
 static int put_rs(struct dsync *s, size_t i, json_t *rs)

@@ -91,7 +91,8 @@ static int merge_docs(json_t *doc, json_t *patch, int depth, bool shared)
     return 0;
 }
 
-int kc_merge_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
+/* shared: orig's subtrees the patch leaves alone are shared with *out instead of copied */
+static int merge_patch(json_t *orig, json_t *patch, bool shared, json_t **out, struct kc_err *err)
 {
     *out = NULL;
     if (json_is_array(patch)) {
@@ -104,10 +105,10 @@ int kc_merge_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err
         *out = pruned_copy(patch);
         return *out ? 0 : kc_patch_nomem(err);
     }
-    json_t *doc = json_deep_copy(orig);
+    json_t *doc = shared ? json_copy(orig) : json_deep_copy(orig);
     if (!doc)
         return kc_patch_nomem(err);
-    if (merge_docs(doc, patch, 0, false) != 0) {
+    if (merge_docs(doc, patch, 0, shared) != 0) {
         json_decref(doc);
         return kc_patch_bad_request(err, "Invalid JSON Patch: nested too deeply or out of memory");
     }
@@ -167,18 +168,12 @@ int kc_merge_patch_diff(json_t *from, json_t *to, json_t **out)
     return *out ? 0 : KC_ENOMEM;
 }
 
+int kc_merge_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
+{
+    return merge_patch(orig, patch, false, out, err);
+}
+
 int kc_merge_patch_shared(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
 {
-    if (!json_is_object(patch) || !json_is_object(orig))
-        return kc_merge_patch(orig, patch, out, err);
-    *out = NULL;
-    json_t *doc = json_copy(orig);
-    if (!doc)
-        return kc_patch_nomem(err);
-    if (merge_docs(doc, patch, 0, true) != 0) {
-        json_decref(doc);
-        return kc_patch_bad_request(err, "Invalid JSON Patch: nested too deeply or out of memory");
-    }
-    *out = doc;
-    return 0;
+    return merge_patch(orig, patch, true, out, err);
 }
