@@ -91,13 +91,14 @@ class TimelineTest(harness.ServerTestCase):
     def create(self, obj):
         return self.api("POST", "/apis/apps/v1/namespaces/default/deployments", obj)
 
-    def wait_timeline(self, name, want_rc, *args):
-        """Polls `kubec timeline -o json` until it exits with want_rc; returns the JSON."""
+    def wait_timeline(self, name, want_rc, *args, until=None):
+        """Polls `kubec timeline -o json` until it exits with want_rc (and, when given, until(doc)
+        holds); returns the JSON."""
         deadline = time.time() + TIMEOUT
         rc, doc = None, None
         while time.time() < deadline:
             rc, doc = self.timeline_json("deployment/" + name, *args)
-            if rc == want_rc:
+            if rc == want_rc and (until is None or until(doc)):
                 return doc
             time.sleep(0.3)
         self.fail("timeline of %s: exit %s, want %s; last output:\n%s" % (name, rc, want_rc,
@@ -218,7 +219,9 @@ class TimelineTest(harness.ServerTestCase):
     def test_in_progress(self):
         # the sim runtime holds the container start for a minute: not stuck, still progressing
         self.create(deployment("slow", 1, annotations={"sim.kubec.io/start-delay": "60s"}))
-        doc = self.wait_timeline("slow", 3)
+        # the pod passes through the earlier stages (scheduled, pulled) on its way: wait until the
+        # one it waits in is the held container start, which it cannot leave for a minute
+        doc = self.wait_timeline("slow", 3, until=lambda d: (d.get("waiting") or {}).get("stage") == "started")
         self.assertFalse(doc["complete"])
         self.assertEqual(doc["waiting"]["stage"], "started")
         self.assertFalse(doc["waiting"]["stuck"])
