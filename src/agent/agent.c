@@ -51,6 +51,7 @@
 #include "util/log.h"
 #include "util/map.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define COMPONENT "kubelet"
 #define MAX_SIM_NODES 100000
@@ -357,7 +358,7 @@ static double ts_diff(const struct timespec *a, const struct timespec *b)
 static void observe_start_sli(struct kc_agent *a, struct pod_entry *e, json_t *pod, int node)
 {
     struct timespec created;
-    json_t *tl = json_loads(jstr(json_object_get(jmeta(pod), "annotations"), TIMELINE_ANN) ?: "{}", 0, NULL);
+    json_t *tl = kc_json_loads(jstr(json_object_get(jmeta(pod), "annotations"), TIMELINE_ANN) ?: "{}", 0, NULL);
     /* a pod that had started before (an earlier agent process stamped it) is a restart, not a start */
     bool restarted = json_object_get(tl, tl_names[TL_STARTED]) != NULL;
     bool ok = parse_time(jstr(tl, "created"), &created) || parse_time(jstr(jmeta(pod), "creationTimestamp"), &created);
@@ -496,7 +497,7 @@ static int load_template(const char *path, json_t **out, struct kc_err *err)
     char *js = fy_emit_document_to_string(fyd, FYECF_MODE_JSON_ONELINE | FYECF_NO_ENDING_NEWLINE);
     fy_document_destroy(fyd);
     json_error_t je;
-    json_t *t = js ? json_loads(js, 0, &je) : NULL;
+    json_t *t = js ? kc_json_loads(js, 0, &je) : NULL;
     free(js);
     if (!json_is_object(t)) {
         json_decref(t);
@@ -515,7 +516,7 @@ static json_t *tmpl_get(json_t *t, const char *flat, const char *sect, const cha
 
 static json_t *quantities(json_t *src, json_t *defaults)
 {
-    json_t *q = json_deep_copy(defaults);
+    json_t *q = kc_json_copy(defaults);
     const char *k;
     json_t *v;
     json_object_foreach(src, k, v)
@@ -584,7 +585,7 @@ static json_t *node_status_of(struct kc_agent *a, int i)
 static json_t *node_labels(struct kc_agent *a, int i)
 {
     struct agent_node *n = &a->nodes[i];
-    json_t *l = json_deep_copy(tmpl_get(a->tmpl, "labels", "metadata", "labels"));
+    json_t *l = kc_json_copy(tmpl_get(a->tmpl, "labels", "metadata", "labels"));
     if (!json_is_object(l)) {
         json_decref(l);
         l = json_object();
@@ -614,7 +615,7 @@ static int post_node_status(struct kc_agent *a, int i, struct kc_err *err)
 static int register_node(struct kc_agent *a, int i, struct kc_err *err)
 {
     struct agent_node *n = &a->nodes[i];
-    json_t *ann = json_deep_copy(tmpl_get(a->tmpl, "annotations", "metadata", "annotations"));
+    json_t *ann = kc_json_copy(tmpl_get(a->tmpl, "annotations", "metadata", "annotations"));
     if (!json_is_object(ann)) {
         json_decref(ann);
         ann = json_object();
@@ -622,7 +623,7 @@ static int register_node(struct kc_agent *a, int i, struct kc_err *err)
     if (!a->real)
         json_object_set_new(ann, "kubec.io/sim", json_string("true"));
     json_object_set_new(ann, "node.alpha.kubernetes.io/ttl", json_string("0"));
-    json_t *taints = json_deep_copy(tmpl_get(a->tmpl, "taints", "spec", "taints"));
+    json_t *taints = kc_json_copy(tmpl_get(a->tmpl, "taints", "spec", "taints"));
     json_t *node = json_pack("{s:s,s:s,s:{s:s,s:o,s:o},s:{},s:o}", "apiVersion", "v1", "kind", "Node", "metadata",
                              "name", n->name, "labels", node_labels(a, i), "annotations", ann, "spec", "status",
                              node_status_of(a, i));

@@ -15,6 +15,7 @@
  */
 #include "agent/image.h"
 #include "agent/image_int.h"
+#include "util/jsonparse.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -382,7 +383,7 @@ static int resolve(struct kc_reg *r, const struct kc_image_ref *ir, json_t **man
         kc_buf_init(&body, KC_IMG_MANIFEST_MAX);
         char ctype[128], dg[KC_IMG_DIGEST_MAX];
         int rc = kc_reg_manifest(r, want, &body, ctype, sizeof ctype, dg, sizeof dg, err);
-        json_t *doc = rc ? NULL : json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+        json_t *doc = rc ? NULL : kc_json_loadb(body.data ? body.data : "", body.len, 0, NULL);
         kc_buf_release(&body);
         if (rc)
             return rc;
@@ -664,7 +665,7 @@ json_t *kc_image_list(struct kc_image_store *s)
     const char *k;
     json_t *v;
     json_object_foreach(s->images, k, v) {
-        json_t *names = json_deep_copy(json_object_get(v, "names"));
+        json_t *names = kc_json_copy(json_object_get(v, "names"));
         if (!names)
             names = json_array();
         json_array_append_new(names, json_string(k)); /* the image ID */

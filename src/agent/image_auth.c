@@ -8,6 +8,7 @@
  */
 #include "agent/image_int.h"
 #include "agent/image.h"
+#include "util/jsonparse.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -129,7 +130,7 @@ int kc_image_auths_add_secret(json_t *auths, json_t *secret, struct kc_err *err)
     if (!doc)
         return kc_err_set(err, KC_ENOMEM, 0, "ErrImagePull", "out of memory");
     long n = kc_image_b64dec(b64, blen, doc, blen / 4 * 3 + 3);
-    json_t *root = n >= 0 ? json_loadb((const char *)doc, (size_t)n, 0, NULL) : NULL;
+    json_t *root = n >= 0 ? kc_json_loadb((const char *)doc, (size_t)n, 0, NULL) : NULL;
     free(doc);
     json_t *map = cfgjson ? json_object_get(root, "auths") : root;
     if (!json_is_object(map)) {

@@ -23,6 +23,7 @@
 #include "agent/runc_imgreq.h"
 #include "client/client.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define MAX_SECRETS 16
 #define MAX_NODES 5000
@@ -150,7 +151,7 @@ static json_t *answer_of(struct cli *o, const char *node, const char *id)
     if (kc_client_get(o->c, path, &got, &err))
         return NULL;
     const char *s = ann(got, KC_IMGREQ_ANN_RESULT);
-    json_t *res = s ? json_loads(s, 0, NULL) : NULL;
+    json_t *res = s ? kc_json_loads(s, 0, NULL) : NULL;
     json_decref(got);
     if (res && !strcmp(json_string_value(json_object_get(res, "id")) ?: "", id))
         return res;

@@ -15,6 +15,7 @@
  * Threads: a kc_reg is used by one thread; the OpenSSL ex_data index is created once (pthread_once).
  */
 #include "agent/image_int.h"
+#include "util/jsonparse.h"
 
 #include <curl/curl.h>
 #include <openssl/err.h>
@@ -371,7 +372,7 @@ static int bearer_token(struct kc_reg *r, const char *ch, struct kc_err *err)
     else if (!rc && s.status != 200)
         rc = kc_err_set(err, KC_EIO, 0, "ErrImagePull", "token service %s of registry %s answered HTTP %ld", realm,
                         r->host, s.status);
-    json_t *tok = rc ? NULL : json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+    json_t *tok = rc ? NULL : kc_json_loadb(body.data ? body.data : "", body.len, 0, NULL);
     const char *t = json_string_value(json_object_get(tok, "token"));
     if (!t)
         t = json_string_value(json_object_get(tok, "access_token"));
@@ -405,7 +406,7 @@ static int authenticate(struct kc_reg *r, const char *ch, struct kc_err *err)
 static void error_code(struct kc_buf *b, char *code, size_t cn, char *msg, size_t mn)
 {
     code[0] = msg[0] = 0;
-    json_t *j = b->data ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+    json_t *j = b->data ? kc_json_loadb(b->data, b->len, 0, NULL) : NULL;
     json_t *e0 = json_array_get(json_object_get(j, "errors"), 0);
     snprintf(code, cn, "%s", json_string_value(json_object_get(e0, "code")) ?: "");
     snprintf(msg, mn, "%s", json_string_value(json_object_get(e0, "message")) ?: "");

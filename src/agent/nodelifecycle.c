@@ -28,6 +28,7 @@
 #include "util/log.h"
 #include "util/map.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define COMPONENT "node-lifecycle-controller"
 #define TAINT_UNREACHABLE "node.kubernetes.io/unreachable"
@@ -112,7 +113,7 @@ static void mark_unknown(struct nlc *n, json_t *node, const char *name)
     json_t *c;
     json_array_foreach(json_object_get(json_object_get(node, "status"), "conditions"), i, c)
     {
-        json_t *nc = json_deep_copy(c);
+        json_t *nc = kc_json_copy(c);
         if (strcmp(jstr(c, "status") ?: "", "Unknown")) {
             json_object_set_new(nc, "status", json_string("Unknown"));
             json_object_set_new(nc, "reason", json_string("NodeStatusUnknown"));

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define MAX_CONTAINERS 64
 #define ERR_PULL_VISIBLE_MS 1000 /* how long ErrImagePull shows before ImagePullBackOff */
@@ -734,7 +735,7 @@ json_t *kc_podsm_status(struct kc_pod_sm *sm, json_t *pod, const struct kc_podsm
     size_t i;
     json_t *c, *sched = NULL;
     json_array_foreach(json_object_get(old, "conditions"), i, c) if (!strcmp(jstr(c, "type") ?: "", "PodScheduled"))
-        sched = json_deep_copy(c);
+        sched = kc_json_copy(c);
     if (!sched) {
         sched = json_pack("{s:s,s:s,s:n}", "type", "PodScheduled", "status", "True", "lastProbeTime");
         json_object_set_new(sched, "lastTransitionTime", ts_json(sm->start_ms));

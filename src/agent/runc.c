@@ -41,6 +41,7 @@
 
 #include "agent/runc_int.h"
 #include "util/log.h"
+#include "util/jsonparse.h"
 
 #define CGROUP2_MAGIC 0x63677270
 #define POLL_RUNNING_MS 1000
@@ -485,7 +486,7 @@ static void runc_log_error(const char *path, char *out, size_t n)
         return;
     char line[2048];
     while (fgets(line, sizeof line, f)) {
-        json_t *j = json_loads(line, 0, NULL);
+        json_t *j = kc_json_loads(line, 0, NULL);
         const char *lvl = jstr(j, "level"), *msg = jstr(j, "msg");
         if (lvl && msg && (!strcmp(lvl, "error") || !strcmp(lvl, "fatal")))
             snprintf(out, n, "%s", msg);

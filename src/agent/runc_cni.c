@@ -34,6 +34,7 @@
 #include "agent/runc_int.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define CNI_VERSION "1.0.0"
 
@@ -54,7 +55,7 @@ static int plugin(struct rc *r, const char *cmd, const char *type, const struct 
     int rc = kc_proc_run(&p, &st, &o, &e, err);
     if (!rc && st != 0) {
         /* CNI errors come as JSON {"code":..,"msg":..,"details":..} on stdout */
-        json_t *j = json_loads(o ? o : "", 0, NULL);
+        json_t *j = kc_json_loads(o ? o : "", 0, NULL);
         rc = kc_err_set(err, KC_EIO, 0, "FailedCreatePodSandBox", "CNI %s %s: %.300s%s%.300s", type, cmd,
                         json_string_value(json_object_get(j, "msg")) ?: (e && *e ? e : o ? o : ""),
                         json_object_get(j, "details") ? ": " : "",
@@ -206,7 +207,7 @@ int rc_net_setup(struct rc *r, struct rc_sandbox *sb, struct kc_err *err)
     if (rc)
         return rc;
     sb->cni = true;
-    json_t *res = json_loads(out, 0, NULL);
+    json_t *res = kc_json_loads(out, 0, NULL);
     free(out);
     const char *addr = json_string_value(json_object_get(json_array_get(json_object_get(res, "ips"), 0), "address"));
     if (!addr) {

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define ANN_REQ "images.kubec.io/request"
 #define ANN_RES "images.kubec.io/result"
@@ -50,7 +51,7 @@ static json_t *ann_json(json_t *node, const char *key)
                                                                       "annotations"), key));
     if (!s || strlen(s) > MAX_REQ_BYTES)
         return NULL;
-    return json_loads(s, 0, NULL);
+    return kc_json_loads(s, 0, NULL);
 }
 
 static void add_secret(struct kc_imgreq *q, json_t *auths, const char *nsname)

@@ -23,6 +23,7 @@
 #include "agent/runc_int.h"
 #include "agent/runc_imgreq.h"
 #include "agent/runc_logsrv.h"
+#include "util/jsonparse.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/kubec/agent"
 
@@ -216,7 +217,7 @@ void kc_runc_node_status(struct kc_runc_node *n, json_t *st)
     long long kib = !sysinfo(&si) ? (long long)si.totalram * si.mem_unit / 1024 : 0;
     snprintf(mem, sizeof mem, "%lldKi", kib);
     json_t *cap = json_pack("{s:s,s:s,s:s,s:s}", "cpu", cpus, "memory", mem, "pods", "110", "ephemeral-storage", "100Gi");
-    json_object_set_new(st, "capacity", json_deep_copy(cap));
+    json_object_set_new(st, "capacity", kc_json_copy(cap));
     json_object_set_new(st, "allocatable", cap);
     struct utsname u;
     json_t *ni = json_object_get(st, "nodeInfo");

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "agent/runc_int.h"
+#include "util/jsonparse.h"
 
 #define PROBE_TICK_MS 100
 enum { P_STARTUP, P_READINESS, P_LIVENESS, P_N };
@@ -38,7 +39,7 @@ static int64_t field(json_t *p, const char *k, int64_t def, int64_t min)
 
 void rc_probe_arm(struct rc_ctr *k, json_t *cspec, int64_t now)
 {
-    json_t *copy = json_deep_copy(cspec); /* cspec may be k->cspec itself */
+    json_t *copy = kc_json_copy(cspec); /* cspec may be k->cspec itself */
     json_decref(k->cspec);
     k->cspec = copy;
     for (int i = 0; i < P_N; i++) {

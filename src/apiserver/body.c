@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "schema/schema.h"
+#include "util/jsonparse.h"
 
 static bool ctype_is(const char *ct, const char *want)
 {
@@ -51,7 +52,7 @@ bool kc_req_has_body(const struct kc_req *req)
 int kc_req_json(struct kc_req *req, json_t **out, struct kc_err *err)
 {
     if (req->body_json) {
-        *out = json_deep_copy(req->body_json);
+        *out = kc_json_copy(req->body_json);
         return *out ? 0 : kc_err_set(err, KC_ENOMEM, 500, "InternalError", "out of memory");
     }
     return kc_json_parse_body(req->body ? req->body : "", req->body_len, out, err);

@@ -29,6 +29,7 @@
 #include "util/jsonscan.h"
 #include "util/timeutil.h"
 #include "util/log.h"
+#include "util/jsonparse.h"
 
 #define TREE_KEEP 256
 #define OFFER_BUCKETS 64
@@ -117,7 +118,7 @@ void kc_obj_unref(struct kc_obj *o)
     free(o);
 }
 
-json_t *kc_obj_parse(const struct kc_obj *o) { return json_loadb(o->json, o->len, 0, NULL); }
+json_t *kc_obj_parse(const struct kc_obj *o) { return kc_json_loadb(o->json, o->len, 0, NULL); }
 
 /* Trees of kc_objs (without metadata.managedFields): set once by the first in-process watcher that needs one, dropped by the cache
  * thread once the version is long superseded (drop_tree). A striped lock makes "take a reference"
@@ -227,7 +228,7 @@ static char *scalar_text(const char *s, size_t n)
     if (n >= 2 && s[0] == '"') {
         if (!memchr(s, '\\', n))
             return strndup(s + 1, n - 2);
-        json_t *v = json_loadb(s, n, JSON_DECODE_ANY, NULL);
+        json_t *v = kc_json_loadb(s, n, JSON_DECODE_ANY, NULL);
         char *r = strdup(json_string_value(v) ? json_string_value(v) : "");
         json_decref(v);
         return r;
@@ -240,40 +241,84 @@ static char *scalar_text(const char *s, size_t n)
 /* Builds the immutable cached form of a stored value at revision rev, without parsing the whole
  * object: metadata.resourceVersion is spliced into the bytes, labels and the field-selector values
  * are scanned for (util/jsonscan.h). This is the per-write cost of the cache, so it matters. */
-/* The parent object of the last dotted field path looked up, and its span. */
-struct parent_span {
-    char name[64];
-    int found; /* -1: absent or not an object */
-    size_t off, len;
+/* The spans obj_build needs, found in one pass over each object level (util/jsonscan.h
+ * kc_json_keys): the top level (metadata and the parents of the field-selector fields), metadata
+ * (resourceVersion, labels) and each parent (spec, status, involvedObject ...). A lookup per value
+ * from the object's start scanned a Pod's spec five times: an eighth of a create's instructions. */
+#define OBJ_PATHS (KC_MAX_INDEX + 2) /* resourceVersion, labels, the fields */
+struct obj_spans {
+    struct kc_jkey top[OBJ_PATHS + 1];
+    size_t ntop;
+    int field_top[OBJ_PATHS]; /* index in top: the field itself, or its parent */
+    const char *field_child[OBJ_PATHS];
+    int found[OBJ_PATHS];
+    size_t off[OBJ_PATHS], len[OBJ_PATHS];
 };
 
-/* kc_json_span of a field path; fields under one parent (an Event's involvedObject.kind, .name, .uid,
- * ...) are searched in the parent's span, found once, instead of from the object's start each. */
-static int field_span(const char *value, size_t len, const char *path, struct parent_span *ps, size_t *off,
-                      size_t *vlen)
+static int top_index(struct obj_spans *sp, const char *key, size_t klen)
 {
-    const char *dot = strchr(path, '.');
-    size_t pl = dot ? (size_t)(dot - path) : 0;
-    if (!dot || pl >= sizeof ps->name)
-        return kc_json_span(value, len, path, off, vlen);
-    if (strncmp(ps->name, path, pl) || ps->name[pl]) {
-        memcpy(ps->name, path, pl);
-        ps->name[pl] = 0;
-        ps->found = kc_json_span(value, len, ps->name, &ps->off, &ps->len) == 0 && value[ps->off] == '{' ? 1 : -1;
+    for (size_t i = 0; i < sp->ntop; i++)
+        if (sp->top[i].klen == klen && !memcmp(sp->top[i].key, key, klen))
+            return (int)i;
+    sp->top[sp->ntop] = (struct kc_jkey){.key = key, .klen = klen};
+    return (int)sp->ntop++;
+}
+
+/* Fills sp for the n fields (paths of one or two segments; a deeper one is looked up on its own). */
+static int find_spans(const char *value, size_t len, const char *const *paths, size_t n, struct obj_spans *sp)
+{
+    sp->ntop = 0;
+    top_index(sp, "metadata", 8);
+    for (size_t i = 0; i < n; i++) {
+        const char *dot = strchr(paths[i], '.');
+        sp->field_top[i] = top_index(sp, paths[i], dot ? (size_t)(dot - paths[i]) : strlen(paths[i]));
+        sp->field_child[i] = dot ? dot + 1 : NULL;
+        sp->found[i] = 0;
     }
-    if (ps->found < 0 || kc_json_span(value + ps->off, ps->len, dot + 1, off, vlen))
+    if (kc_json_keys(value, len, 0, sp->top, sp->ntop) < 0)
         return -1;
-    *off += ps->off;
+    for (size_t t = 0; t < sp->ntop; t++) {
+        struct kc_jkey kids[OBJ_PATHS];
+        size_t nk = 0, idx[OBJ_PATHS];
+        for (size_t i = 0; i < n; i++) {
+            if (sp->field_top[i] != (int)t)
+                continue;
+            if (!sp->field_child[i]) {
+                sp->found[i] = sp->top[t].found;
+                sp->off[i] = sp->top[t].off;
+                sp->len[i] = sp->top[t].len;
+            } else if (strchr(sp->field_child[i], '.')) {
+                sp->found[i] = kc_json_span(value, len, paths[i], &sp->off[i], &sp->len[i]) == 0;
+            } else {
+                idx[nk] = i;
+                kids[nk++] = (struct kc_jkey){.key = sp->field_child[i], .klen = strlen(sp->field_child[i])};
+            }
+        }
+        if (!nk || !sp->top[t].found || value[sp->top[t].off] != '{' ||
+            kc_json_keys(value, len, sp->top[t].off, kids, nk) < 0)
+            continue;
+        for (size_t k = 0; k < nk; k++) {
+            sp->found[idx[k]] = kids[k].found;
+            sp->off[idx[k]] = kids[k].off;
+            sp->len[idx[k]] = kids[k].len;
+        }
+    }
     return 0;
 }
 
 static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const char *value, size_t len, kc_rev_t rev,
                                 kc_rev_t create_rev)
 {
-    size_t moff, mlen, off, vlen;
-    if (kc_json_span(value, len, "metadata", &moff, &mlen) || value[moff] != '{' ||
-        kc_json_span(value + moff, mlen, "resourceVersion", &off, &vlen) == 0)
+    const struct kc_resource *res = storage_resource(st);
+    /* metadata.resourceVersion and metadata.labels first, then the resource's field-selector fields */
+    const char *paths[OBJ_PATHS] = {"metadata.resourceVersion", "metadata.labels"};
+    size_t n = 2;
+    for (size_t i = 0; res && res->field_labels && res->field_labels[i] && n < OBJ_PATHS; i++)
+        paths[n++] = field_path(res->field_labels[i]);
+    struct obj_spans sp;
+    if (find_spans(value, len, paths, n, &sp) || !sp.top[0].found || value[sp.top[0].off] != '{' || sp.found[0])
         return NULL;
+    size_t moff = sp.top[0].off;
     struct kc_obj *ob = calloc(1, sizeof *ob);
     if (!ob)
         return NULL;
@@ -283,18 +328,18 @@ static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const ch
     ob->key = strdup(key);
     key_names(key, st->prefix, &ob->ns, &ob->name);
     char rv[48];
-    int n = snprintf(rv, sizeof rv, "\"resourceVersion\":\"%lld\"", (long long)rev);
+    int rvn = snprintf(rv, sizeof rv, "\"resourceVersion\":\"%lld\"", (long long)rev);
     size_t inner = moff + 1;
     while (inner < len && (value[inner] == ' ' || value[inner] == '\n'))
         inner++;
     bool empty = inner < len && value[inner] == '}';
-    ob->json = malloc(len + (size_t)n + 2);
+    ob->json = malloc(len + (size_t)rvn + 2);
     if (ob->json) {
         size_t o = 0;
         memcpy(ob->json, value, moff + 1);
         o = moff + 1;
-        memcpy(ob->json + o, rv, (size_t)n);
-        o += (size_t)n;
+        memcpy(ob->json + o, rv, (size_t)rvn);
+        o += (size_t)rvn;
         if (!empty)
             ob->json[o++] = ',';
         memcpy(ob->json + o, value + moff + 1, len - moff - 1);
@@ -302,21 +347,17 @@ static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const ch
         ob->json[o] = 0;
         ob->len = o;
     }
-    if (kc_json_span(value + moff, mlen, "labels", &off, &vlen) == 0 && value[moff + off] == '{' && vlen > 2) {
-        json_t *l = json_loadb(value + moff + off, vlen, 0, NULL);
+    if (sp.found[1] && value[sp.off[1]] == '{' && sp.len[1] > 2) {
+        json_t *l = kc_json_loadb(value + sp.off[1], sp.len[1], 0, NULL);
         if (json_is_object(l) && json_object_size(l))
             ob->labels = l;
         else
             json_decref(l);
     }
-    const struct kc_resource *res = storage_resource(st);
-    struct parent_span ps = {0};
-    for (size_t i = 0; res && res->field_labels && res->field_labels[i] && ob->nfields < KC_MAX_INDEX; i++) {
-        const char *f = res->field_labels[i];
+    for (size_t i = 2; i < n; i++) {
+        const char *f = res->field_labels[i - 2];
         ob->fnames[ob->nfields] = f;
-        ob->fvals[ob->nfields] = field_span(value, len, field_path(f), &ps, &off, &vlen) == 0
-                                     ? scalar_text(value + off, vlen)
-                                     : strdup(field_absent(f));
+        ob->fvals[ob->nfields] = sp.found[i] ? scalar_text(value + sp.off[i], sp.len[i]) : strdup(field_absent(f));
         ob->nfields++;
     }
     if (!ob->json || !ob->key || !ob->ns || !ob->name) {

@@ -23,6 +23,7 @@
 #include "util/jsonscan.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 int kc_decode_body(struct kc_req *req, json_t **out, struct kc_err *err);
 bool kc_ctype_is(const char *ct, const char *want);
@@ -280,11 +281,11 @@ static json_t *private_tree(struct kc_obj *o)
     json_t *t = kc_obj_tree_peek(o);
     if (!t)
         return kc_obj_parse(o);
-    json_t *j = json_deep_copy(t);
+    json_t *j = kc_json_copy(t);
     json_decref(t);
     size_t off, len;
     if (j && kc_json_span(o->json, o->len, "metadata.managedFields", &off, &len) == 0) {
-        json_t *mf = json_loadb(o->json + off, len, JSON_DECODE_ANY, NULL);
+        json_t *mf = kc_json_loadb(o->json + off, len, JSON_DECODE_ANY, NULL);
         if (!mf || json_object_set_new(kc_jmeta(j), "managedFields", mf)) {
             json_decref(j);
             j = NULL;
@@ -441,7 +442,7 @@ static void timeline_stamp(json_t *obj, const char *stage, bool fresh)
         json_object_set_new(meta, "annotations", ann);
     }
     json_t *tl = fresh ? json_object()
-                       : json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
+                       : kc_json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
     if (!json_is_object(tl)) {
         json_decref(tl);
         tl = json_object();
@@ -459,7 +460,7 @@ static void timeline_merge(const char *in, json_t *merged)
 {
     if (!in)
         return;
-    json_t *add = json_loads(in, 0, NULL);
+    json_t *add = kc_json_loads(in, 0, NULL);
     if (!json_is_object(add)) {
         json_decref(add);
         return;
@@ -470,7 +471,7 @@ static void timeline_merge(const char *in, json_t *merged)
         ann = json_object();
         json_object_set_new(meta, "annotations", ann);
     }
-    json_t *tl = json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
+    json_t *tl = kc_json_loads(json_string_value(json_object_get(ann, KC_TIMELINE_ANN)) ?: "{}", 0, NULL);
     if (!json_is_object(tl)) {
         json_decref(tl);
         tl = json_object();
@@ -877,7 +878,7 @@ static int put_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *res
     struct put_ctx *p = ctx;
     (void)cur;
     (void)resp;
-    *next = json_deep_copy(p->body);
+    *next = kc_json_copy(p->body);
     return 0;
 }
 
@@ -1041,7 +1042,7 @@ static void handle_patch(struct kc_req *req, struct kc_resp *resp, const struct 
         make_key(res, ns, name, key, sizeof key);
         struct kc_obj *o = kc_cache_get(res->storage, key);
         if (!o && mode == UPD_MAIN) {
-            json_t *obj = json_deep_copy(patch);
+            json_t *obj = kc_json_copy(patch);
             json_t *meta = kc_jmeta(obj);
             if (!kc_jstr(meta, "name"))
                 json_object_set_new(meta, "name", json_string(name));
@@ -1392,7 +1393,7 @@ static int del_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *res
 {
     struct del_ctx *d = ctx;
     (void)resp;
-    *next = json_deep_copy(cur);
+    *next = kc_json_copy(cur);
     json_object_del(kc_jmeta(*next), "resourceVersion");
     json_t *meta = kc_jmeta(*next);
     if (d->policy) {
@@ -1670,7 +1671,7 @@ static int scale_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *r
         json_decref(want);
         return -1;
     }
-    *next = json_deep_copy(cur);
+    *next = kc_json_copy(cur);
     json_object_del(kc_jmeta(*next), "resourceVersion");
     const char *rv = kc_jstr(want, "metadata.resourceVersion");
     if (rv && !sc->is_patch)
@@ -1756,10 +1757,10 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
     /* cur is this request's own parse, only read after this: next shares its subtrees except the three
      * objects changed here or later in place (metadata, spec's top level, status). */
     *next = json_copy(cur);
-    json_object_set_new(*next, "metadata", json_deep_copy(kc_jmeta(cur)));
+    json_object_set_new(*next, "metadata", kc_json_copy(kc_jmeta(cur)));
     json_object_set_new(*next, "spec", json_copy(json_object_get(cur, "spec")));
     if (json_is_object(json_object_get(cur, "status")))
-        json_object_set_new(*next, "status", json_deep_copy(json_object_get(cur, "status")));
+        json_object_set_new(*next, "status", kc_json_copy(json_object_get(cur, "status")));
     json_object_del(kc_jmeta(*next), "resourceVersion");
     json_t *spec = json_object_get(*next, "spec");
     json_object_set_new(spec, "nodeName", json_string(b->node));
@@ -1981,7 +1982,7 @@ int kc_server_create_json(struct kc_server *srv, const struct kc_resource *res, 
     struct kc_req req = {.srv = srv, .method = "POST", .query = json_object(), .user_agent = "kubec-apiserver/"};
     struct kc_resp resp = {0};
     const char *ns = kc_jstr(obj, "metadata.namespace");
-    json_t *copy = json_deep_copy(obj);
+    json_t *copy = kc_json_copy(obj);
     do_create(&req, &resp, res, ns ? ns : "", copy, "Update");
     json_decref(copy);
     json_decref(req.query);

@@ -34,6 +34,7 @@
 #include "apiserver/internal.h"
 #include "client/client.h"
 #include "client/client_int.h"
+#include "util/jsonparse.h"
 
 #define INPROC_MAX_URL 8192 /* as a typical HTTP server's request-line limit */
 #define WATCH_CHUNK (64 * 1024)
@@ -198,7 +199,7 @@ static int inproc_request_json(void *impl, const char *method, const char *url, 
             out->json = resp.json;
             resp.json = NULL;
         } else if (resp.body && resp.body_len) {
-            out->json = json_loadb(resp.body, resp.body_len, 0, NULL);
+            out->json = kc_json_loadb(resp.body, resp.body_len, 0, NULL);
         }
     } else if (!ok && resp.body) {
         out->body = resp.body;

@@ -19,6 +19,7 @@
 
 #include "util/jsonw.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 int kc_json_depth_ok(const char *s, size_t len, int max)
 {
@@ -50,7 +51,7 @@ int kc_json_parse_body(const char *body, size_t len, json_t **out, struct kc_err
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
                           "the request body nests deeper than %d levels of objects and arrays", KC_MAX_JSON_DEPTH);
     json_error_t je;
-    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    json_t *o = kc_json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!o)
         return kc_err_set(err, KC_EINVAL, 400, "BadRequest",
                           "the request body is not valid JSON: %s at line %d, column %d (byte %d)", je.text,

@@ -14,6 +14,7 @@
 
 #include "schema/schema.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 /* ---------- fields usable in field selectors (the cache indexes them; see cache.c) ---------- */
 
@@ -494,7 +495,7 @@ static json_t *ev_convert(json_t *in, int from, const char *api_version)
         json_t *v = json_object_get(in, ev_pairs[i][from]);
         if (!v)
             continue;
-        json_t *c = json_deep_copy(v);
+        json_t *c = kc_json_copy(v);
         /* core series counts "count" + "lastObservedTime"; the same names in both */
         json_object_set_new(out, ev_pairs[i][1 - from], c);
     }

@@ -24,6 +24,7 @@
 
 #include "client/client_int.h"
 #include "util/jsonw.h"
+#include "util/jsonparse.h"
 
 #define MAX_429_RETRIES 3
 
@@ -163,7 +164,7 @@ struct obj_adapter {
 static int parse_line(void *ctx, const char *line, size_t len)
 {
     struct obj_adapter *a = ctx;
-    json_t *ev = json_loadb(line, len, 0, NULL);
+    json_t *ev = kc_json_loadb(line, len, 0, NULL);
     const char *type = json_string_value(json_object_get(ev, "type"));
     json_t *obj = json_object_get(ev, "object");
     int r;
@@ -198,7 +199,7 @@ int kc_client_watch_obj(struct kc_client *c, const char *path, kc_watch_obj_fn f
 int kc_client_status_error(const struct kc_client_resp *r, struct kc_err *err)
 {
     const char *reason = "", *message = "";
-    json_t *st = r->body && r->len ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    json_t *st = r->body && r->len ? kc_json_loadb(r->body, r->len, 0, NULL) : NULL;
     if (json_is_object(st)) {
         const char *s = json_string_value(json_object_get(st, "reason"));
         reason = s ? s : "";
@@ -279,7 +280,7 @@ static int client_json(struct kc_client *c, const char *method, const char *path
     }
     if (out) {
         json_error_t je;
-        *out = json_loadb(r.body ? r.body : "", r.len, 0, &je);
+        *out = kc_json_loadb(r.body ? r.body : "", r.len, 0, &je);
         if (!*out)
             rc = kc_err_set(err, KC_EIO, 500, "InternalError", "%s %s: response is not JSON: %s", method, path,
                             je.text);

@@ -19,6 +19,7 @@
 #include "util/jsonw.h"
 #include "util/map.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define QUEUE_MAX 10000
 #define TREE_QUEUE_MAX 256 /* pending events kept as trees below this queue length */
@@ -158,7 +159,7 @@ static void write_one(struct kc_recorder *r, struct pending *p)
     const char *oname = p->oname;
     snprintf(name, sizeof name, "%.200s.%" PRIx64, oname && *oname ? oname : "event",
              (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (r->seq++ % 1000));
-    json_t *ev = p->tree ? p->tree : json_loads(p->event, 0, NULL);
+    json_t *ev = p->tree ? p->tree : kc_json_loads(p->event, 0, NULL);
     p->tree = NULL;
     if (!ev) {
         bump(r, &r->st.failed);

@@ -25,6 +25,7 @@
 
 #include "client/events.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define MAX_NAME 253
 #define MAX_IDENTITY 256
@@ -230,7 +231,7 @@ static int create_lease(struct kc_le *le, double t, struct kc_err *err)
 /* Writes base (the Lease as read: its resourceVersion makes the update a CAS) with spec (stolen). */
 static int put_record(struct kc_le *le, json_t *base, json_t *spec, json_t **got, struct kc_err *err)
 {
-    json_t *upd = json_deep_copy(base);
+    json_t *upd = kc_json_copy(base);
     if (!upd || !spec) {
         json_decref(upd);
         json_decref(spec);

@@ -27,6 +27,7 @@
 #include "meta/selector.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define COMPONENT "deployment-controller"
 #define MAX_RETRIES 15 /* upstream's maxRetries before a key is dropped */
@@ -231,7 +232,7 @@ static void stamp_available(json_t *body, json_t *status)
     json_t *c = cond_get(status, "Available");
     if (!c || strcmp(js(c, "status") ?: "", "True"))
         return;
-    json_t *tl = json_loads(annot(body, ANN_TIMELINE) ?: "{}", 0, NULL);
+    json_t *tl = kc_json_loads(annot(body, ANN_TIMELINE) ?: "{}", 0, NULL);
     if (!json_is_object(tl)) {
         json_decref(tl);
         tl = json_object();
@@ -264,7 +265,7 @@ static int take_answer(struct dsync *s, json_t *out)
 static int put_status(struct dsync *s, json_t *status)
 {
     char path[640];
-    json_t *body = json_deep_copy(s->d), *out = NULL;
+    json_t *body = kc_json_copy(s->d), *out = NULL;
     if (status)
         json_object_set(body, "status", status);
     stamp_available(body, status);
@@ -352,7 +353,7 @@ static int scale_rs(struct dsync *s, size_t i, int new_scale, const char *op, bo
     bool size_change = old != new_scale;
     if (!size_change && !replicas_annotations_need_update(s, rs))
         return 0;
-    json_t *cp = json_deep_copy(rs);
+    json_t *cp = kc_json_copy(rs);
     json_object_set_new(obj_at(cp, "spec"), "replicas", json_integer(new_scale));
     set_replicas_annotations(s, cp);
     int rc = put_rs(s, i, cp);
@@ -542,7 +543,7 @@ static bool set_new_rs_annotations(struct dsync *s, json_t *rs, const char *new_
 
 static json_t *progress_status_copy(struct dsync *s)
 {
-    json_t *st = json_deep_copy(json_object_get(s->d, "status"));
+    json_t *st = kc_json_copy(json_object_get(s->d, "status"));
     return st ? st : json_object();
 }
 
@@ -553,7 +554,7 @@ static int get_new_rs(struct dsync *s, bool create)
     char new_rev[32];
     snprintf(new_rev, sizeof new_rev, "%" PRId64, max_old_revision(s) + 1);
     if (s->new_idx >= 0) {
-        json_t *cp = json_deep_copy(s->rs[s->new_idx]);
+        json_t *cp = kc_json_copy(s->rs[s->new_idx]);
         bool changed = set_new_rs_annotations(s, cp, new_rev, true);
         long long mrs = ji(s->d, "spec.minReadySeconds");
         if (changed || ji(cp, "spec.minReadySeconds") != mrs) {
@@ -585,13 +586,13 @@ static int get_new_rs(struct dsync *s, bool create)
     if (kc_ro_template_hash(jp(s->d, "spec.template"), cc ? json_integer_value(cc) : -1, hash, sizeof hash))
         return KC_ENOMEM;
     snprintf(name, sizeof name, "%s-%s", s->name, hash);
-    json_t *tmpl = json_deep_copy(jp(s->d, "spec.template"));
+    json_t *tmpl = kc_json_copy(jp(s->d, "spec.template"));
     if (!json_is_object(tmpl)) {
         json_decref(tmpl);
         tmpl = json_object();
     }
     json_object_set_new(obj_at(obj_at(tmpl, "metadata"), "labels"), KC_RO_HASH_LABEL, json_string(hash));
-    json_t *sel = json_deep_copy(jp(s->d, "spec.selector"));
+    json_t *sel = kc_json_copy(jp(s->d, "spec.selector"));
     if (!json_is_object(sel)) {
         json_decref(sel);
         sel = json_object();
@@ -707,7 +708,7 @@ static json_t *calculate_status(struct dsync *s)
             json_object_set_new(st, f[i].k, json_integer(f[i].v));
     json_t *conds = jp(s->d, "status.conditions");
     if (json_array_size(conds))
-        json_object_set_new(st, "conditions", json_deep_copy(conds));
+        json_object_set_new(st, "conditions", kc_json_copy(conds));
     json_t *cc = jp(s->d, "status.collisionCount");
     if (cc)
         json_object_set(st, "collisionCount", cc);

@@ -36,6 +36,7 @@
 #include "util/log.h"
 #include "util/map.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define COMPONENT "replicaset-controller"
 #define KC_RS_BURST 500            /* upstream BurstReplicas */
@@ -312,12 +313,12 @@ static json_t *pod_from_template(json_t *rs)
     for (size_t i = 0; i < sizeof copy / sizeof *copy; i++) {
         json_t *v = kc_obj_get(json_object_get(tmpl, "metadata"), copy[i]);
         if (v)
-            json_object_set_new(meta, copy[i], json_deep_copy(v));
+            json_object_set_new(meta, copy[i], kc_json_copy(v));
     }
     json_object_set_new(meta, "ownerReferences", json_pack("[o]", controller_ref_for(rs)));
     json_t *spec = json_object_get(tmpl, "spec");
     return json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata", meta, "spec",
-                     spec ? json_deep_copy(spec) : json_object());
+                     spec ? kc_json_copy(spec) : json_object());
 }
 
 static int create_pod(struct rsc *r, json_t *rs, struct kc_err *err)
@@ -466,7 +467,7 @@ static int patch_owner_refs(struct rsc *r, json_t *pod, json_t *refs, struct kc_
 
 static int adopt(struct rsc *r, json_t *rs, json_t *pod, struct kc_err *err)
 {
-    json_t *refs = json_deep_copy(kc_obj_get(pod, "metadata.ownerReferences"));
+    json_t *refs = kc_json_copy(kc_obj_get(pod, "metadata.ownerReferences"));
     if (!json_is_array(refs)) {
         json_decref(refs);
         refs = json_array();
@@ -609,7 +610,7 @@ static json_t *compute_status(json_t *rs, json_t **pods, size_t n, int manage_rc
     json_int_t gen = json_integer_value(kc_obj_get(rs, "metadata.generation"));
     if (gen)
         json_object_set_new(st, "observedGeneration", json_integer(gen));
-    json_t *conds = json_deep_copy(kc_obj_get(rs, "status.conditions"));
+    json_t *conds = kc_json_copy(kc_obj_get(rs, "status.conditions"));
     if (!json_is_array(conds)) {
         json_decref(conds);
         conds = json_array();
@@ -656,7 +657,7 @@ static int update_status(struct rsc *r, json_t *rs, json_t *st, struct kc_err *e
     char path[600];
     kc_path(path, sizeof path, "apps", "v1", "replicasets", kc_obj_str(rs, "metadata.namespace"),
             kc_obj_str(rs, "metadata.name"), "status");
-    json_t *obj = json_deep_copy(rs);
+    json_t *obj = kc_json_copy(rs);
     int rc = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         json_object_set(obj, "status", st);

@@ -6,6 +6,7 @@
  * their order and results come back in rs[i].size.
  */
 #include "controller/rollout.h"
+#include "util/jsonparse.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -350,7 +351,7 @@ static void drop_hash_label(json_t *tmpl)
 
 int kc_ro_template_hash(json_t *tmpl, int64_t collision_count, char *out, size_t n)
 {
-    json_t *c = json_deep_copy(tmpl ? tmpl : json_null());
+    json_t *c = kc_json_copy(tmpl ? tmpl : json_null());
     if (!c)
         return KC_ENOMEM;
     drop_hash_label(c);
@@ -397,7 +398,7 @@ static bool prune_empty(json_t *v)
 
 bool kc_ro_template_equal(json_t *a, json_t *b)
 {
-    json_t *ca = json_deep_copy(a ? a : json_null()), *cb = json_deep_copy(b ? b : json_null());
+    json_t *ca = kc_json_copy(a ? a : json_null()), *cb = kc_json_copy(b ? b : json_null());
     bool eq = false;
     if (ca && cb) {
         drop_hash_label(ca);

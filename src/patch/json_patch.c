@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "patch/patch_int.h"
+#include "util/jsonparse.h"
 
 #define KC_JSONPATCH_MAX_OPS 10000
 #define KC_JSONPATCH_MAX_COPY_BYTES (3 * 1024 * 1024)
@@ -229,7 +230,7 @@ static int do_add(struct jp *p, json_t *op, const char *path)
         loc_free(&loc);
         return fail(p, "add operation does not apply: doc is missing path: \"%s\"", path);
     }
-    json_t *v = json_deep_copy(op_value(op));
+    json_t *v = kc_json_copy(op_value(op));
     int rc = v ? container_add(&loc, v, why, sizeof why) : -1;
     loc_free(&loc);
     if (rc != 0)
@@ -255,7 +256,7 @@ static int replace_root(struct jp *p, json_t *op)
     json_t *v = op_value(op);
     if (!json_is_object(v) && !json_is_array(v))
         return fail(p, "replace operation value must be object or array");
-    json_t *c = json_deep_copy(v);
+    json_t *c = kc_json_copy(v);
     if (!c)
         return kc_patch_nomem(p->err);
     json_decref(p->doc);
@@ -278,7 +279,7 @@ static int do_replace(struct jp *p, json_t *op, const char *path)
         loc_free(&loc);
         return fail(p, "replace operation does not apply: doc is missing key: %s", path);
     }
-    json_t *v = json_deep_copy(op_value(op));
+    json_t *v = kc_json_copy(op_value(op));
     int rc = -1;
     if (v && json_is_object(loc.parent)) {
         rc = json_object_set_new(loc.parent, loc.key, v);
@@ -365,7 +366,7 @@ static int do_copy(struct jp *p, json_t *op, const char *path)
     if (!path)
         return fail(p, "copy operation failed to decode path: missing value");
     /* upstream copies a missing member as null */
-    json_t *c = json_deep_copy(val ? val : json_null());
+    json_t *c = kc_json_copy(val ? val : json_null());
     if (!c)
         return kc_patch_nomem(p->err);
     p->copied += json_dumpb(c, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -456,7 +457,7 @@ int kc_json_patch(json_t *orig, json_t *patch, json_t **out, struct kc_err *err)
     int rc = check_shape(patch, err);
     if (rc)
         return rc;
-    struct jp p = {.doc = json_deep_copy(orig ? orig : json_null()), .err = err};
+    struct jp p = {.doc = kc_json_copy(orig ? orig : json_null()), .err = err};
     if (!p.doc)
         return kc_patch_nomem(err);
     size_t i;

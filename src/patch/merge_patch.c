@@ -16,6 +16,7 @@
 #include "patch/patch.h"
 
 #include "patch/patch_int.h"
+#include "util/jsonparse.h"
 
 static void prune_nulls(json_t *v, int depth);
 
@@ -48,7 +49,7 @@ static void prune_nulls(json_t *v, int depth)
 
 static json_t *pruned_copy(json_t *v)
 {
-    json_t *c = json_deep_copy(v);
+    json_t *c = kc_json_copy(v);
     if (c)
         prune_nulls(c, 0);
     return c;
@@ -63,7 +64,7 @@ static json_t *merge_value(json_t *cur, json_t *pv, int depth, bool shared)
     if (!json_is_object(cur))
         return pruned_copy(pv);
     if (!json_is_object(pv))
-        return json_deep_copy(pv);
+        return kc_json_copy(pv);
     json_t *doc = shared ? json_copy(cur) : json_incref(cur);
     if (!doc || merge_docs(doc, pv, depth + 1, shared) != 0) {
         json_decref(doc);
@@ -105,7 +106,7 @@ static int merge_patch(json_t *orig, json_t *patch, bool shared, json_t **out, s
         *out = pruned_copy(patch);
         return *out ? 0 : kc_patch_nomem(err);
     }
-    json_t *doc = shared ? json_copy(orig) : json_deep_copy(orig);
+    json_t *doc = shared ? json_copy(orig) : kc_json_copy(orig);
     if (!doc)
         return kc_patch_nomem(err);
     if (merge_docs(doc, patch, 0, shared) != 0) {
@@ -131,7 +132,7 @@ static int diff_key(json_t *p, const char *k, json_t *av, json_t *bv, int depth)
     } else if (av && json_equal(av, bv)) {
         return 0;
     } else {
-        nv = json_deep_copy(bv);
+        nv = kc_json_copy(bv);
     }
     return (nv && json_object_set_new(p, k, nv) == 0) ? 0 : -1;
 }
@@ -164,7 +165,7 @@ int kc_merge_patch_diff(json_t *from, json_t *to, json_t **out)
     if (json_is_object(from) && json_is_object(to))
         *out = diff_objects(from, to, 0);
     else
-        *out = json_deep_copy(to ? to : json_null());
+        *out = kc_json_copy(to ? to : json_null());
     return *out ? 0 : KC_ENOMEM;
 }
 

@@ -3,6 +3,7 @@
  * Stateless; safe from any thread.
  */
 #include "patch/patch_int.h"
+#include "util/jsonparse.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,7 +123,7 @@ static json_t *clean_rec(json_t *v, bool drop_marked, bool *keep, int depth)
         return clean_object(v, drop_marked, keep, depth);
     if (json_is_array(v))
         return clean_array(v, drop_marked, depth);
-    return json_deep_copy(v);
+    return kc_json_copy(v);
 }
 
 json_t *kc_patch_clean(json_t *v, bool drop_marked, bool *keep)

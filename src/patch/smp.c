@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "patch/smp_int.h"
+#include "util/jsonparse.h"
 
 static const void *sub_type(struct kc_smp *m, const void *type, const char *field)
 {
@@ -410,7 +411,7 @@ int kc_strategic_merge_patch(json_t *orig, json_t *patch, const struct kc_patch_
     if (patch && !json_is_null(patch) && !json_is_object(patch))
         return kc_patch_bad_request(err, "json: cannot unmarshal %s into Go value of type map[string]interface {}",
                                     json_kind_name(patch));
-    json_t *base = json_is_object(orig) ? json_deep_copy(orig) : json_object();
+    json_t *base = json_is_object(orig) ? kc_json_copy(orig) : json_object();
     if (!base)
         return kc_patch_nomem(err);
     if (!patch || json_is_null(patch)) {

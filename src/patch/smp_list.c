@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "patch/smp_int.h"
+#include "util/jsonparse.h"
 
 enum ekind { EK_OBJECT = 1, EK_STRING, EK_INT, EK_REAL, EK_BOOL, EK_ARRAY, EK_NULL };
 
@@ -241,7 +242,7 @@ static int primitive_list(struct kc_smp *m, json_t *ol, json_t *pl, bool is_del,
         json_t *v;
         json_array_foreach(lists[l], i, v) {
             if (both && index_of(both, v, NULL) < 0) {
-                json_t *c = json_deep_copy(v);
+                json_t *c = kc_json_copy(v);
                 if (!c || json_array_append_new(both, c) != 0) {
                     json_decref(both);
                     both = NULL;

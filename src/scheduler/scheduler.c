@@ -44,6 +44,7 @@
 #include "util/map.h"
 #include "util/metrics.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define BACKOFF_INITIAL_S 1.0
 #define BACKOFF_MAX_S 10.0
@@ -865,7 +866,7 @@ static void mark_victims_terminating(struct kc_snode *n, struct kc_spod **victim
     for (int i = 0; i < nv; i++) {
         if (json_object_get(json_object_get(victims[i]->json, "metadata"), "deletionTimestamp"))
             continue;
-        json_t *copy = json_deep_copy(victims[i]->json);
+        json_t *copy = kc_json_copy(victims[i]->json);
         json_object_set_new(json_object_get(copy, "metadata"), "deletionTimestamp", json_string(now));
         struct kc_spod *t = kc_spod_new(copy);
         json_decref(copy);
@@ -956,7 +957,7 @@ static void *sched_loop(void *arg)
             /* assume: the pod counts on the node from now on */
             struct kc_snode *n = &s->snap.nodes[r.node];
             char *node = strdup(n->name);
-            json_t *assumed = json_deep_copy(e->pod);
+            json_t *assumed = kc_json_copy(e->pod);
             json_object_set_new(json_object_get(assumed, "spec"), "nodeName", json_string(node));
             struct kc_spod *ap = kc_spod_new(assumed);
             kc_snode_add_pod(n, ap);

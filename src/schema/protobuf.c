@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "util/buf.h"
+#include "util/jsonparse.h"
 
 #define KC_PB_MAX_DEPTH 64
 
@@ -279,7 +280,7 @@ static json_t *special_value(enum kc_ftype t, const struct pb *v, struct kc_err 
         if (!m.has_s1 || m.s1.p == m.s1.end)
             return NULL;
         json_error_t je;
-        json_t *j = json_loadb((const char *)m.s1.p, (size_t)(m.s1.end - m.s1.p), JSON_DECODE_ANY, &je);
+        json_t *j = kc_json_loadb((const char *)m.s1.p, (size_t)(m.s1.end - m.s1.p), JSON_DECODE_ANY, &je);
         if (!j)
             *rc = bad(err, "raw extension is not JSON");
         return j;

@@ -45,6 +45,7 @@
 
 #include "util/buf.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define REGISTRY "/registry"
 #define REGISTRY_LEN 9
@@ -470,7 +471,7 @@ static int etcd_call_ex(struct etcd_store *s, const char *path, const struct kc_
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
     handle_put(s, h);
     json_error_t je;
-    json_t *j = json_loadb(resp.data ? resp.data : "", resp.len, 0, &je);
+    json_t *j = kc_json_loadb(resp.data ? resp.data : "", resp.len, 0, &je);
     kc_buf_release(&resp);
     if (!j || !json_is_object(j)) {
         json_decref(j);
@@ -1120,7 +1121,7 @@ static int deliver(struct kc_watch *w, const json_t *e)
 static void watch_line(struct kc_watch *w, const char *line, size_t len)
 {
     struct etcd_store *s = w->s;
-    json_t *j = json_loadb(line, len, 0, NULL);
+    json_t *j = kc_json_loadb(line, len, 0, NULL);
     json_t *r = json_object_get(j, "result");
     if (!r) { /* {"error": ...} or garbage: drop this connection and resume */
         w->stream_failed = true;

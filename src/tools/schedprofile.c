@@ -21,6 +21,7 @@
 #include "client/client.h"
 #include "scheduler/scheduler.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define MAX_PLUGINS 32
 #define MAX_PODS 512
@@ -133,7 +134,7 @@ static json_t *read_profile(struct kc_client *c, const char *sched, int *rc, str
     if (*rc)
         return NULL;
     const char *text = json_string_value(json_object_get(json_object_get(cm, "data"), "profile.json"));
-    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+    json_t *doc = text ? kc_json_loads(text, 0, NULL) : NULL;
     json_decref(cm);
     return doc;
 }

@@ -13,6 +13,7 @@
 
 #include "tools/stress_int.h"
 #include "util/timeutil.h"
+#include "util/jsonparse.h"
 
 #define MAX_LAT_SAMPLES (4u * 1024 * 1024) /* per verb; beyond this we still count, not keep */
 
@@ -118,7 +119,7 @@ int st_api_call(struct st_api *a, enum st_verb verb, const char *method, const c
         rc = kc_client_status_error(&r, err);
     } else if (out && r.len) {
         json_error_t je;
-        *out = json_loadb(r.body, r.len, 0, &je);
+        *out = kc_json_loadb(r.body, r.len, 0, &je);
         if (!*out)
             rc = kc_err_set(err, KC_EIO, 0, "InternalError", "%s %s: bad JSON in the answer: %s", method, path,
                             je.text);

@@ -12,6 +12,7 @@
 
 #include "tools/stress_int.h"
 #include "util/buf.h"
+#include "util/jsonparse.h"
 
 #define MAX_PLOT_POINTS 400
 #define MAX_RATE_BINS 120
@@ -501,7 +502,7 @@ char *st_report_html(const struct st_config *c, const struct st_result *r, json_
         kc_buf_puts(&b, "</ul>\n");
     }
     /* everything else: the report's summary fields, minus the per-object arrays */
-    json_t *brief = json_deep_copy(doc);
+    json_t *brief = kc_json_copy(doc);
     json_object_del(brief, "pods");
     json_object_del(brief, "deployments");
     json_object_del(brief, "series");

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "tools/stress_int.h"
+#include "util/jsonparse.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -109,7 +110,7 @@ int st_timeline_get(json_t *obj, const char *const *names, size_t n, double *sta
     const char *s = json_string_value(json_object_get(ann, ST_TIMELINE_ANN));
     if (!s)
         return 0;
-    json_t *tl = json_loads(s, 0, NULL);
+    json_t *tl = kc_json_loads(s, 0, NULL);
     int found = 0;
     for (size_t i = 0; json_is_object(tl) && i < n; i++) {
         double t;

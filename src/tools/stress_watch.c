@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "tools/stress_int.h"
+#include "util/jsonparse.h"
 
 enum { W_PODS, W_RS, W_DEPLOY, W_N };
 
@@ -283,7 +284,7 @@ static int on_line(void *ctx, const char *line, size_t len)
 {
     struct st_watch *w = ctx;
     double now = st_wall_now();
-    json_t *ev = json_loadb(line, len, 0, NULL);
+    json_t *ev = kc_json_loadb(line, len, 0, NULL);
     if (!ev)
         return 0;
     const char *type = jstr(ev, "type");

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "tools/timeline.h"
+#include "util/jsonparse.h"
 
 #define TL_ANN "kubec.io/timeline"
 #define REV_ANN "deployment.kubernetes.io/revision"
@@ -194,7 +195,7 @@ static json_t *timeline_of(json_t *obj)
     const char *s = json_string_value(json_object_get(jpath(obj, "metadata.annotations"), TL_ANN));
     if (!s)
         return NULL;
-    json_t *tl = json_loads(s, 0, NULL);
+    json_t *tl = kc_json_loads(s, 0, NULL);
     if (!json_is_object(tl)) {
         json_decref(tl);
         return NULL;

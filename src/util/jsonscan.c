@@ -92,6 +92,52 @@ static int find_key(const char *s, size_t len, size_t i, const char *key, size_t
     return -1;
 }
 
+int kc_json_keys(const char *s, size_t len, size_t i, struct kc_jkey *keys, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        keys[k].found = 0;
+    i = ws(s, len, i);
+    if (i >= len || s[i] != '{')
+        return -1;
+    i = ws(s, len, i + 1);
+    if (i < len && s[i] == '}')
+        return 0;
+    size_t found = 0;
+    while (i < len) {
+        if (s[i] != '"')
+            return -1;
+        long ke = skip_string(s, len, i);
+        if (ke < 0)
+            return -1;
+        const char *kp = s + i + 1;
+        size_t kl = (size_t)ke - i - 2;
+        i = ws(s, len, (size_t)ke);
+        if (i >= len || s[i] != ':')
+            return -1;
+        i = ws(s, len, i + 1);
+        long ve = kc_json_skip(s, len, i);
+        if (ve < 0)
+            return -1;
+        for (size_t k = 0; k < n; k++) {
+            if (!keys[k].found && keys[k].klen == kl && !memcmp(keys[k].key, kp, kl)) {
+                keys[k].found = 1;
+                keys[k].off = i;
+                keys[k].len = (size_t)ve - i;
+                found++;
+            }
+        }
+        if (found == n)
+            return (int)found;
+        i = ws(s, len, (size_t)ve);
+        if (i < len && s[i] == '}')
+            return (int)found;
+        if (i >= len || s[i] != ',')
+            return -1;
+        i = ws(s, len, i + 1);
+    }
+    return -1;
+}
+
 int kc_json_span(const char *s, size_t len, const char *path, size_t *off, size_t *vlen)
 {
     size_t i = 0;

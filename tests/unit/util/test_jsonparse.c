@@ -1,0 +1,308 @@
+/* test_jsonparse.c — kc_json_loadb against jansson's json_loadb, the contract in util/jsonparse.h:
+ * the fast parser accepts nothing json_loadb rejects, builds byte-for-byte the same tree (key order,
+ * integer vs real, string bytes) for what it accepts, and accepts all ordinary valid JSON itself
+ * (so the speed is real, not the fallback's). Hand-written edge cases, generated valid documents and
+ * random mutations of real objects. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util/jsonparse.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const size_t FLAGS[] = {0, JSON_REJECT_DUPLICATES, JSON_DECODE_ANY, JSON_ALLOW_NUL,
+                               JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL};
+
+/* jansson's own serialisation in insertion order: equal strings = same keys, order, types, bytes */
+static char *dump(json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Compares the fast parser (no fallback) and the public function with json_loadb on one input.
+ * Returns 1 if the fast parser accepted it. */
+static int check_one(const char *buf, size_t len, size_t flags)
+{
+    json_error_t je, ke;
+    json_t *ref = json_loadb(buf, len, flags, &je);
+    json_t *fast = kc_json_loadb_fast(buf, len, flags);
+    json_t *pub = kc_json_loadb(buf, len, flags, &ke);
+    int accepted = fast != NULL;
+    if (!ref) {
+        if (fast) {
+            char *d = dump(fast);
+            print_error("fast parser accepted what json_loadb rejects (%s), flags %zu: [%.*s] -> %s\n", je.text,
+                        flags, (int)len, buf, d);
+            free(d);
+            fail();
+        }
+        assert_null(pub);
+        assert_string_equal(ke.text, je.text);
+        assert_int_equal(ke.position, je.position);
+    } else {
+        assert_non_null(pub);
+        char *a = dump(ref), *c = dump(pub);
+        if (strcmp(a, c)) {
+            print_error("trees differ, flags %zu: [%.*s]\n jansson %s\n ours    %s\n", flags, (int)len, buf, a, c);
+            fail();
+        }
+        if (fast) {
+            char *b = dump(fast);
+            assert_string_equal(a, b);
+            free(b);
+        }
+        free(a);
+        free(c);
+    }
+    json_decref(ref);
+    json_decref(fast);
+    json_decref(pub);
+    return accepted;
+}
+
+static void check_all_flags(const char *s, size_t len)
+{
+    for (size_t f = 0; f < N(FLAGS); f++)
+        check_one(s, len, FLAGS[f]);
+}
+
+static void test_edge_cases(void **state)
+{
+    (void)state;
+    static const char *T[] = {
+        "{}", "[]", " \t\r\n{ } \n", "{\"a\":1}", "{\"a\":1,}", "[1,]", "[,1]", "{\"a\" 1}", "{\"a\":}", "{a:1}",
+        "{\"a\":1 \"b\":2}", "[1 2]", "{\"a\":1}{", "{\"a\":1}x", "{\"a\":1} ", "[", "]", "{", "\"x\"", "1", "true",
+        "null", "", " ", "[true,false,null]", "[tru]", "[truex]", "[nul]", "[nulll]", "[True]", "[NaN]",
+        "[Infinity]", "[-Infinity]", "[0]", "[-0]", "[-0.0]", "[00]", "[01]", "[-01]", "[1.]", "[.5]", "[1.5]",
+        "[1e5]", "[1E+5]", "[1e-5]", "[1e]", "[1e+]", "[-]", "[+1]", "[1.5e300]", "[1e400]", "[-1e400]",
+        "[1e-400]", "[9223372036854775807]", "[9223372036854775808]", "[-9223372036854775808]",
+        "[-9223372036854775809]", "[12345678901234567890123]", "[0.1]", "[3.141592653589793238462643383]",
+        "[123456789012345678901234567890.5]", "[1.0]", "[1e0]", "[1x]", "[1.5.3]", "[0x10]", "[--1]",
+        "{\"a\":1,\"a\":2}", "{\"a\":1,\"b\":{\"a\":1,\"a\":2}}", "{\"\":1}", "{\"\":1,\"\":2}",
+        "[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"]", "[\"\\x\"]", "[\"\\\"]", "[\"abc]", "[\"\\u0041\"]", "[\"\\u00e9\"]",
+        "[\"\\u20AC\"]", "[\"\\uD83D\\uDE00\"]", "[\"\\uD83D\"]", "[\"\\uD83Dx\"]", "[\"\\uD83D\\u0041\"]",
+        "[\"\\uDE00\"]", "[\"\\u0000\"]", "{\"\\u0000\":1}", "{\"a\\u0000b\":1}", "[\"a\\u0000b\"]",
+        "[\"\\u00\"]", "[\"\\u00zz\"]", "[\"\\uD83D\\uDE0\"]", "[\"\\U0041\"]", "[\"é\"]", "[\"€\"]", "[\"😀\"]",
+        "[\"\xc3\"]", "[\"\xc0\xaf\"]", "[\"\xc1\xbf\"]", "[\"\xe0\x80\xaf\"]", "[\"\xe0\xa0\x80\"]",
+        "[\"\xed\xa0\x80\"]", "[\"\xed\x9f\xbf\"]", "[\"\xf0\x80\x80\xaf\"]", "[\"\xf0\x90\x80\x80\"]",
+        "[\"\xf4\x8f\xbf\xbf\"]", "[\"\xf4\x90\x80\x80\"]", "[\"\xf5\x80\x80\x80\"]", "[\"\xff\"]", "[\"\x80\"]",
+        "[\"\xe2\x82\"]", "[\"a\tb\"]", "[\"a\nb\"]", "[\"\x1f\"]", "[\"\x7f\"]", "{\"é\":\"€\"}", "[\xc3\xa9]",
+        "{\"a\":[1,{\"b\":[true,{\"c\":null}]}],\"d\":\"e\"}", "[[[[[[[[[[]]]]]]]]]]", "{\"a\":{}}",
+        "{\"z\":1,\"a\":2,\"m\":3}", "{\"k\":\"\\\\\"}", "[\"\\/\"]", "[1,2,3,4,5,6,7,8,9,10,11,12]",
+        "{\"a\":1}\n", "[1]\n\n", "{\"a\":\"b\"}\x01",
+    };
+    for (size_t i = 0; i < N(T); i++)
+        check_all_flags(T[i], strlen(T[i]));
+    /* embedded NUL bytes in the input */
+    static const char nul1[] = "[\"a\0b\"]", nul2[] = "{}\0", nul3[] = "[1\0]";
+    check_all_flags(nul1, sizeof nul1 - 1);
+    check_all_flags(nul2, sizeof nul2 - 1);
+    check_all_flags(nul3, sizeof nul3 - 1);
+    /* not NUL-terminated: the parser must stop at len */
+    check_all_flags("[1,2]garbage", 5);
+    check_all_flags("{\"a\":\"bc\"}zzz", 10);
+    check_all_flags("[12345", 3);
+}
+
+static void test_depth(void **state)
+{
+    (void)state;
+    /* below, at and beyond the fast parser's own limit and jansson's 2,048 */
+    static const size_t depths[] = {100, 1023, 1024, 1025, 2047, 2048, 2049, 3000};
+    for (size_t d = 0; d < N(depths); d++) {
+        size_t n = depths[d];
+        char *s = malloc(2 * n + 1);
+        assert_non_null(s);
+        memset(s, '[', n);
+        memset(s + n, ']', n);
+        s[2 * n] = 0;
+        int fast = check_one(s, 2 * n, 0);
+        if (n <= 1024)
+            assert_true(fast);
+        free(s);
+    }
+}
+
+/* ---- generated valid documents: the fast parser must take every one of them itself ---- */
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static unsigned rnd(unsigned n) { return (unsigned)(next_rand() % n); }
+
+static json_t *gen_string(void)
+{
+    static const char *pieces[] = {"a", "Z", "9", " ", "\"", "\\", "/", "\n", "\t", "\x01", "\x1f", "\x7f", "é",
+                                   "€", "😀", "\xed\x9f\xbf", "\xf4\x8f\xbf\xbf", "name", "kube-system", ".", ":"};
+    char buf[256];
+    size_t n = 0, parts = rnd(8);
+    for (size_t i = 0; i < parts; i++) {
+        const char *p = pieces[rnd(N(pieces))];
+        size_t l = strlen(p);
+        if (n + l >= sizeof buf)
+            break;
+        memcpy(buf + n, p, l);
+        n += l;
+    }
+    if (rnd(20) == 0 && n + 1 < sizeof buf)
+        buf[n++] = 0; /* U+0000: only with JSON_ALLOW_NUL */
+    return json_stringn(buf, n);
+}
+
+static json_t *gen(int depth)
+{
+    unsigned k = depth > 5 ? rnd(6) : rnd(8);
+    switch (k) {
+    case 0: return gen_string();
+    case 1: {
+        static const json_int_t ints[] = {0, 1, -1, 42, 100, -7, 9223372036854775807LL, -9223372036854775807LL - 1,
+                                          1000000007};
+        return rnd(2) ? json_integer(ints[rnd(N(ints))]) : json_integer((json_int_t)next_rand());
+    }
+    case 2: {
+        static const double reals[] = {0.5, -0.25, 1e300, 1e-300, 3.141592653589793, 1.0, -0.0, 123456.789,
+                                       5e-324};
+        return rnd(2) ? json_real(reals[rnd(N(reals))]) : json_real((double)(int64_t)next_rand() / 1024.0);
+    }
+    case 3: return json_true();
+    case 4: return json_false();
+    case 5: return json_null();
+    case 6: {
+        json_t *a = json_array();
+        for (unsigned i = rnd(6); i > 0; i--)
+            json_array_append_new(a, gen(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (unsigned i = rnd(7); i > 0; i--) {
+            json_t *key = gen_string();
+            const char *ks = json_string_value(key);
+            if (strlen(ks) == json_string_length(key)) /* keys never hold U+0000 */
+                json_object_set_new(o, ks, gen(depth + 1));
+            json_decref(key);
+        }
+        return o;
+    }
+    }
+}
+
+static void test_generated_valid(void **state)
+{
+    (void)state;
+    static const size_t dumpflags[] = {JSON_COMPACT, JSON_INDENT(2), JSON_ENSURE_ASCII | JSON_COMPACT,
+                                       JSON_ESCAPE_SLASH | JSON_INDENT(1)};
+    for (int i = 0; i < 3000; i++) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "v", gen(0));
+        char *s = json_dumps(doc, dumpflags[rnd(N(dumpflags))]);
+        assert_non_null(s);
+        /* with NUL in a string value jansson itself needs JSON_ALLOW_NUL */
+        assert_true(check_one(s, strlen(s), JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES));
+        check_one(s, strlen(s), 0);
+        free(s);
+        json_decref(doc);
+    }
+}
+
+/* ---- random mutations of real objects ---- */
+
+static const char POD[] =
+    "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"web-7c5ddbdf54-x2x9z\",\"namespace\":\"default\","
+    "\"uid\":\"0b6f3c1e-9d1a-4c2e-8f6a-1d2e3f4a5b6c\",\"resourceVersion\":\"12345\",\"generation\":1,"
+    "\"labels\":{\"app\":\"web\",\"pod-template-hash\":\"7c5ddbdf54\"},\"annotations\":{\"note\":\"caf\\u00e9 \\\"q\\\" "
+    "\\\\ / \\n €\"},\"ownerReferences\":[{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"name\":\"web-7c5ddbdf54\","
+    "\"uid\":\"1a2b\",\"controller\":true,\"blockOwnerDeletion\":true}]},\"spec\":{\"containers\":[{\"name\":\"web\","
+    "\"image\":\"nginx:1.27\",\"ports\":[{\"containerPort\":8080,\"protocol\":\"TCP\"}],\"resources\":{\"requests\":"
+    "{\"cpu\":\"100m\",\"memory\":\"128Mi\"}}}],\"terminationGracePeriodSeconds\":30,\"priority\":-5,"
+    "\"tolerations\":[{\"key\":\"node.kubernetes.io/not-ready\",\"operator\":\"Exists\",\"effect\":\"NoExecute\","
+    "\"tolerationSeconds\":300}],\"overhead\":null,\"weight\":0.75,\"big\":1.5e10,\"hostNetwork\":false},"
+    "\"status\":{\"phase\":\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}],\"podIP\":\"10.88.0.7\"}}";
+
+static void test_random_mutations(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "{}[]\":,\\ \t\n0123456789-+.eEtrufalsn\"u\xc3\xa9\x80\xff\x00";
+    const size_t plen = sizeof POD - 1;
+    char buf[sizeof POD + 64];
+    long fast_accepted = 0, rounds = 20000;
+    for (long r = 0; r < rounds; r++) {
+        memcpy(buf, POD, plen);
+        size_t len = plen;
+        for (unsigned m = 1 + rnd(3); m > 0 && len > 1; m--) {
+            size_t at = rnd((unsigned)len);
+            switch (rnd(4)) {
+            case 0: buf[at] = alphabet[rnd(sizeof alphabet - 1)]; break; /* replace */
+            case 1:                                                      /* delete */
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+                break;
+            case 2: /* insert */
+                if (len + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = alphabet[rnd(sizeof alphabet - 1)];
+                    len++;
+                }
+                break;
+            default: /* truncate */
+                len = at + 1;
+                break;
+            }
+        }
+        fast_accepted += check_one(buf, len, rnd(2) ? JSON_REJECT_DUPLICATES : 0);
+    }
+    /* some mutations keep the document valid (a changed digit or letter inside a string): the fast
+     * parser must have taken those itself */
+    assert_true(fast_accepted > rounds / 20);
+    /* and the unmutated object, with every flag */
+    for (size_t f = 0; f < N(FLAGS); f++)
+        assert_true(check_one(POD, plen, FLAGS[f]));
+}
+
+static void test_copy(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 500; i++) {
+        json_t *v = gen(0);
+        json_t *c = kc_json_copy(v);
+        assert_non_null(c);
+        char *a = dump(v), *b = dump(c);
+        assert_string_equal(a, b);
+        assert_true(json_equal(v, c));
+        /* a deep copy: no container is shared with the original */
+        if (json_is_object(v) || json_is_array(v))
+            assert_ptr_not_equal(v, c);
+        free(a);
+        free(b);
+        json_decref(v);
+        json_decref(c);
+    }
+    assert_null(kc_json_copy(NULL)); /* callers copy optional members without checking */
+    json_t *o = json_pack("{s:{s:[i,s]}}", "a", "b", 1, "x");
+    json_t *c = kc_json_copy(o);
+    json_array_append_new(json_object_get(json_object_get(c, "a"), "b"), json_true());
+    assert_int_equal(json_array_size(json_object_get(json_object_get(o, "a"), "b")), 2);
+    json_decref(o);
+    json_decref(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edge_cases),      cmocka_unit_test(test_depth), cmocka_unit_test(test_generated_valid),
+        cmocka_unit_test(test_random_mutations), cmocka_unit_test(test_copy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
