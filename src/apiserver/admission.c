@@ -86,17 +86,23 @@ static void validate_containers(json_t *spec, const char *path, json_t *causes)
     json_array_foreach(cs, i, c)
     {
         const char *name = kc_jstr(c, "name");
-        snprintf(fp, sizeof fp, "%s[%zu].name", path, i);
+        /* the field paths are formatted only for a cause: this runs for every container written */
+        const char *bad_name = name ? kc_validate_dns1123_label(name, msg, sizeof msg) : NULL;
+        if (!name || bad_name)
+            snprintf(fp, sizeof fp, "%s[%zu].name", path, i);
         if (!name)
             kc_cause(causes, fp, "FieldValueRequired", "Required value");
-        else if (kc_validate_dns1123_label(name, msg, sizeof msg))
-            kc_cause(causes, fp, "FieldValueInvalid", "Invalid value: \"%s\": %s", name,
-                     kc_validate_dns1123_label(name, msg, sizeof msg));
+        else if (bad_name)
+            kc_cause(causes, fp, "FieldValueInvalid", "Invalid value: \"%s\": %s", name, bad_name);
         json_array_foreach(cs, j, d) if (j < i && name && kc_jstr(d, "name") && !strcmp(name, kc_jstr(d, "name")))
+        {
+            snprintf(fp, sizeof fp, "%s[%zu].name", path, i);
             kc_cause(causes, fp, "FieldValueDuplicate", "Duplicate value: \"%s\"", name);
-        snprintf(fp, sizeof fp, "%s[%zu].image", path, i);
-        if (!kc_jstr(c, "image"))
+        }
+        if (!kc_jstr(c, "image")) {
+            snprintf(fp, sizeof fp, "%s[%zu].image", path, i);
             kc_cause(causes, fp, "FieldValueRequired", "Required value");
+        }
         const char *kinds[] = {"limits", "requests"};
         for (int k = 0; k < 2; k++) {
             const char *rk;
@@ -110,8 +116,10 @@ static void validate_containers(json_t *spec, const char *path, json_t *causes)
                     snprintf(num, sizeof num, "%lld", (long long)json_integer_value(rv));
                     s = num;
                 }
-                snprintf(fp, sizeof fp, "%s[%zu].resources.%s[%s]", path, i, kinds[k], rk);
-                if (!s || kc_quantity_parse(s, &m) < 0)
+                int bad = !s || kc_quantity_parse(s, &m) < 0;
+                if (bad || m < 0)
+                    snprintf(fp, sizeof fp, "%s[%zu].resources.%s[%s]", path, i, kinds[k], rk);
+                if (bad)
                     kc_cause(causes, fp, "FieldValueInvalid",
                              "Invalid value: \"%s\": quantities must match the regular expression "
                              "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
@@ -587,8 +595,14 @@ static enum fs_level fs_child(enum fs_level lv, const char *k)
 static void fs_set(json_t *fs, const char *k, json_t *sub /* stolen */)
 {
     char fk[512];
-    snprintf(fk, sizeof fk, "f:%s", k);
-    json_object_set_new(fs, fk, sub);
+    size_t n = strlen(k);
+    if (n > sizeof fk - 3)
+        n = sizeof fk - 3;
+    fk[0] = 'f';
+    fk[1] = ':';
+    memcpy(fk + 2, k, n);
+    fk[n + 2] = 0;
+    json_object_setn_new(fs, fk, n + 2, sub);
 }
 
 static json_t *fieldset(json_t *o, enum fs_level lv)

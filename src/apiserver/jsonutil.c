@@ -99,17 +99,40 @@ json_t *kc_jmeta(json_t *obj)
 
 void kc_now_rfc3339(char *out, size_t n) { kc_time_rfc3339(time(NULL), out, n); }
 
+/* Random bytes for UUIDs from a per-thread pool refilled 1 KiB at a time: RAND_bytes checks for a
+ * fork with getpid() on every call, a system call that costs ~1 µs in a VM, once per create. A child
+ * process (runc hooks) execs at once and never draws from its parent's copy. */
+static _Thread_local unsigned char uuid_pool[1024];
+static _Thread_local size_t uuid_left;
+
 void kc_uuid(char out[37])
 {
     unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1) {
-        for (int i = 0; i < 16; i++)
-            b[i] = (unsigned char)rand();
+    if (uuid_left < sizeof b) {
+        if (RAND_bytes(uuid_pool, sizeof uuid_pool) == 1) {
+            uuid_left = sizeof uuid_pool;
+        } else {
+            uuid_left = 0;
+            for (size_t i = 0; i < sizeof b; i++)
+                uuid_pool[i] = (unsigned char)rand();
+        }
     }
+    size_t at = uuid_left >= sizeof b ? sizeof uuid_pool - uuid_left : 0;
+    memcpy(b, uuid_pool + at, sizeof b);
+    memset(uuid_pool + at, 0, sizeof b); /* handed out once */
+    if (uuid_left >= sizeof b)
+        uuid_left -= sizeof b;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = 0;
 }
 
 const char *kc_query(json_t *q, const char *name) { return json_string_value(json_object_get(q, name)); }

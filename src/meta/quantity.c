@@ -284,13 +284,17 @@ static int dec_cmp_mag(const struct dec *a, const struct dec *b)
 
 static void dec_from_u64(struct dec *d, uint64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    unsigned char tmp[24];
+    int n = 0;
+    do { /* least significant digit first, reversed below (snprintf here was a tenth of a Pod's validation) */
+        tmp[n++] = (unsigned char)(v % 10);
+        v /= 10;
+    } while (v);
     d->neg = false;
     d->nd = n;
     d->exp = 0;
     for (int i = 0; i < n; i++)
-        d->d[i] = (unsigned char)(tmp[i] - '0');
+        d->d[i] = tmp[n - 1 - i];
     dec_normalize(d);
 }
 

@@ -40,6 +40,8 @@ static int buf_reserve(struct kc_buf *b, size_t extra)
     return 0;
 }
 
+int kc_buf_reserve(struct kc_buf *b, size_t extra) { return buf_reserve(b, extra); }
+
 int kc_buf_append(struct kc_buf *b, const void *p, size_t n)
 {
     int rc = buf_reserve(b, n);

@@ -22,6 +22,8 @@ struct kc_buf {
 void kc_buf_init(struct kc_buf *b, size_t max);
 void kc_buf_release(struct kc_buf *b);
 int kc_buf_append(struct kc_buf *b, const void *p, size_t n);
+/* Makes room for extra more bytes (and the NUL) without changing len; KC_ETOOLARGE past max. */
+int kc_buf_reserve(struct kc_buf *b, size_t extra);
 int kc_buf_puts(struct kc_buf *b, const char *s);
 int kc_buf_putc(struct kc_buf *b, char c);
 int kc_buf_printf(struct kc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

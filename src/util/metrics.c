@@ -169,9 +169,17 @@ struct kc_family *kc_family_new(struct kc_registry *r, enum kc_metric_type type,
 static void join_values(const struct kc_family *f, const char *const *values, char *key, size_t n)
 {
     size_t len = 0;
-    key[0] = 0;
-    for (int i = 0; i < f->nlabels && len < n; i++)
-        len += (size_t)snprintf(key + len, n - len, "%s\x1f", values && values[i] ? values[i] : "");
+    for (int i = 0; i < f->nlabels; i++) {
+        const char *v = values && values[i] ? values[i] : "";
+        size_t l = strlen(v);
+        if (len + l + 2 > n) /* as snprintf did: a label set too long for key is cut */
+            l = n - len > 2 ? n - len - 2 : 0;
+        memcpy(key + len, v, l);
+        len += l;
+        if (len + 1 < n)
+            key[len++] = '\x1f';
+    }
+    key[len] = 0;
 }
 
 struct kc_series *kc_series_get(struct kc_family *f, const char *const *values)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "util/jsonparse.h"
+#include "util/jsonw.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -298,11 +299,98 @@ static void test_copy(void **state)
     json_decref(c);
 }
 
+/* ---- the writer (util/jsonw.c): what it writes parses back to the same tree, and where jansson
+ * and it agree on the form (no control characters: jansson writes \u001F, we write \u001f) the
+ * bytes are jansson's compact output (reals aside, below) ---- */
+
+static void check_written(json_t *v)
+{
+    size_t len;
+    char *w = kc_json_dumps(v, &len);
+    assert_non_null(w);
+    assert_int_equal(len, strlen(w) + 0 * len); /* our output never holds a raw NUL */
+    json_error_t je;
+    json_t *back = json_loadb(w, len, JSON_ALLOW_NUL | JSON_DECODE_ANY, &je);
+    if (!back) {
+        print_error("written JSON does not parse (%s): %s\n", je.text, w);
+        fail();
+    }
+    char *a = dump(v), *b = dump(back);
+    assert_string_equal(a, b);
+    int has_ctl = 0;
+    for (const char *p = a; *p; p++)
+        if (p[0] == '\\' && p[1] == 'u')
+            has_ctl = 1;
+    /* and reals with an exponent: jansson drops the exponent's '+' and leading zeros, we keep them */
+    if (!has_ctl && !strstr(w, "e+") && !strstr(w, "e-"))
+        assert_string_equal(w, a);
+    free(a);
+    free(b);
+    free(w);
+    json_decref(back);
+}
+
+static void test_writer(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3000; i++) {
+        json_t *v = gen(0);
+        check_written(v);
+        json_decref(v);
+    }
+    /* strings around the eight-byte steps, with the escaped bytes at every position */
+    static const char special[] = {'"', '\\', '\n', '\x01', '\x1f', '\t', 'a', (char)0xc3, (char)0xa9, '/'};
+    char s[40];
+    for (size_t len = 0; len < 20; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t k = 0; k < sizeof special; k++) {
+                memset(s, 'x', len);
+                s[pos] = special[k];
+                if ((unsigned char)special[k] == 0xc3) {
+                    if (pos + 1 >= len)
+                        continue;
+                    s[pos + 1] = (char)0xa9;
+                } else if ((unsigned char)special[k] == 0xa9) {
+                    continue;
+                }
+                json_t *v = json_stringn(s, len);
+                assert_non_null(v);
+                check_written(v);
+                json_t *o = json_object();
+                json_object_setn_new(o, s, len, json_integer((json_int_t)len - 10));
+                check_written(o);
+                json_decref(v);
+                json_decref(o);
+            }
+        }
+    }
+    /* integers at the edges */
+    static const json_int_t ints[] = {0, -1, 9, 10, -10, 9223372036854775807LL, -9223372036854775807LL - 1};
+    for (size_t i = 0; i < N(ints); i++) {
+        json_t *v = json_integer(ints[i]);
+        check_written(v);
+        json_decref(v);
+    }
+    /* a buffer's maximum still holds: the write fails instead of growing past it */
+    json_t *big = json_pack("{s:s,s:[i,i,i]}", "key", "a value of some length", "list", 1, 2, 3);
+    struct kc_buf b;
+    kc_buf_init(&b, 20);
+    assert_int_not_equal(kc_json_write(&b, big), 0);
+    assert_true(b.len <= 20);
+    kc_buf_release(&b);
+    kc_buf_init(&b, 200);
+    assert_int_equal(kc_json_write(&b, big), 0);
+    assert_string_equal(b.data, "{\"key\":\"a value of some length\",\"list\":[1,2,3]}");
+    kc_buf_release(&b);
+    json_decref(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edge_cases),      cmocka_unit_test(test_depth), cmocka_unit_test(test_generated_valid),
         cmocka_unit_test(test_random_mutations), cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
