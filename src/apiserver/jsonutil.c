@@ -20,23 +20,19 @@
 #include "util/jsonw.h"
 #include "util/timeutil.h"
 #include "util/jsonparse.h"
+#include "util/jsonscan.h"
 
 int kc_json_depth_ok(const char *s, size_t len, int max)
 {
     int depth = 0;
-    bool in_str = false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-            continue;
-        }
-        if (c == '"')
-            in_str = true;
-        else if (c == '{' || c == '[') {
+        if (c == '"') {
+            long e = kc_json_skip_string(s, len, i);
+            if (e < 0)
+                return 1; /* unterminated: the parser reports it */
+            i = (size_t)e - 1;
+        } else if (c == '{' || c == '[') {
             if (++depth > max)
                 return 0;
         } else if (c == '}' || c == ']')

@@ -1,6 +1,7 @@
 /* jsonscan.c — value lookup in JSON text (see jsonscan.h). */
 #include "util/jsonscan.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static size_t ws(const char *s, size_t len, size_t i)
@@ -10,17 +11,38 @@ static size_t ws(const char *s, size_t len, size_t i)
     return i;
 }
 
-static long skip_string(const char *s, size_t len, size_t i)
+/* The first '"' or backslash in s[i..len), or len: eight bytes at a time (the zero-byte test on x
+ * xor the character; its lowest hit is exact), as strings are most of what the scans skip. */
+static size_t find_quote_or_backslash(const char *s, size_t len, size_t i)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t hit = (((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+        if (hit)
+            return i + (size_t)(__builtin_ctzll(hit) >> 3);
+    }
+    while (i < len && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
+long kc_json_skip_string(const char *s, size_t len, size_t i)
 {
     /* s[i] == '"' */
-    for (i++; i < len; i++) {
-        if (s[i] == '\\')
-            i++;
-        else if (s[i] == '"')
+    for (i++;;) {
+        i = find_quote_or_backslash(s, len, i);
+        if (i >= len)
+            return -1;
+        if (s[i] == '"')
             return (long)(i + 1);
+        i += 2; /* the escaped character */
     }
-    return -1;
 }
+
+static long skip_string(const char *s, size_t len, size_t i) { return kc_json_skip_string(s, len, i); }
 
 long kc_json_skip(const char *s, size_t len, size_t i)
 {

@@ -26,6 +26,8 @@ struct kc_jkey {
     size_t off, len;
 };
 int kc_json_keys(const char *s, size_t len, size_t i, struct kc_jkey *keys, size_t n);
+/* s[i] is the '"' opening a string: returns the offset just past its closing quote, or -1. */
+long kc_json_skip_string(const char *s, size_t len, size_t i);
 /* Returns the offset just past the JSON value starting at s[i] (after leading whitespace), or -1. */
 long kc_json_skip(const char *s, size_t len, size_t i);
 

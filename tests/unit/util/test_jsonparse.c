@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "util/jsonparse.h"
+#include "util/jsonscan.h"
 #include "util/jsonw.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -385,12 +386,127 @@ static void test_writer(void **state)
     json_decref(big);
 }
 
+/* ---- the scanner (util/jsonscan.c): spans of keys in serialised text are exactly the values ---- */
+
+/* keys the scanner can name: written as raw bytes, no '.' (the path separator), not "" (the root) */
+static int plain_key(const char *k)
+{
+    if (!*k)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p < 0x20 || *p >= 0x80 || *p == '"' || *p == '\\' || *p == '.' || *p == '/')
+            return 0;
+    return 1;
+}
+
+static void check_span(const char *s, size_t len, const char *path, json_t *want)
+{
+    size_t off, vlen;
+    int rc = kc_json_span(s, len, path, &off, &vlen);
+    if (!want) {
+        assert_int_equal(rc, -1);
+        return;
+    }
+    if (rc) {
+        print_error("no span for %s in %s\n", path, s);
+        fail();
+    }
+    json_t *got = json_loadb(s + off, vlen, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    assert_non_null(got);
+    char *a = dump(want), *b = dump(got);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    json_decref(got);
+}
+
+static void test_scanner(void **state)
+{
+    (void)state;
+    static const size_t dumpflags[] = {JSON_COMPACT, JSON_INDENT(2), JSON_ENSURE_ASCII | JSON_COMPACT, JSON_INDENT(1)};
+    for (int r = 0; r < 2000; r++) {
+        json_t *doc = json_object();
+        for (unsigned i = 1 + rnd(6); i > 0; i--) {
+            json_t *key = gen_string();
+            if (strlen(json_string_value(key)) == json_string_length(key))
+                json_object_set_new(doc, json_string_value(key), rnd(3) ? gen(0) : json_pack("{s:o,s:i}", "in", gen(1), "n", 1));
+            json_decref(key);
+        }
+        json_object_set_new(doc, "last", json_string("x\"y\\z"));
+        char *s = json_dumps(doc, dumpflags[rnd(N(dumpflags))]);
+        size_t len = strlen(s);
+        assert_int_equal(kc_json_skip(s, len, 0), (long)len);
+        struct kc_jkey keys[16];
+        json_t *wants[16];
+        size_t nk = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(doc, k, v)
+        {
+            if (!plain_key(k))
+                continue;
+            check_span(s, len, k, v);
+            if (json_is_object(v)) {
+                const char *k2;
+                json_t *v2;
+                json_object_foreach(v, k2, v2)
+                {
+                    if (!plain_key(k2) || strlen(k) + strlen(k2) + 2 > 200)
+                        continue;
+                    char path[512];
+                    snprintf(path, sizeof path, "%s.%s", k, k2);
+                    check_span(s, len, path, v2);
+                }
+            }
+            if (nk < N(keys)) {
+                keys[nk] = (struct kc_jkey){.key = k, .klen = strlen(k)};
+                wants[nk++] = v;
+            }
+        }
+        check_span(s, len, "no-such-key", NULL);
+        /* all of them in one pass, plus one that is absent */
+        keys[nk] = (struct kc_jkey){.key = "absent", .klen = 6};
+        assert_int_equal(kc_json_keys(s, len, 0, keys, nk + 1), (int)nk);
+        for (size_t i = 0; i < nk; i++) {
+            assert_true(keys[i].found);
+            json_t *got = json_loadb(s + keys[i].off, keys[i].len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            assert_non_null(got);
+            assert_true(json_equal(got, wants[i]));
+            json_decref(got);
+        }
+        assert_false(keys[nk].found);
+        free(s);
+        json_decref(doc);
+    }
+    /* strings with escapes at every position around the eight-byte steps */
+    for (size_t n = 0; n < 24; n++) {
+        for (size_t pos = 0; pos <= n; pos++) {
+            char raw[32];
+            memset(raw, 'a', n);
+            if (pos < n)
+                raw[pos] = (char)(pos % 2 ? '"' : '\\');
+            json_t *doc = json_pack("{s:s%,s:i}", "s", raw, n, "after", 7);
+            char *s = json_dumps(doc, JSON_COMPACT);
+            check_span(s, strlen(s), "after", json_object_get(doc, "after"));
+            check_span(s, strlen(s), "s", json_object_get(doc, "s"));
+            free(s);
+            json_decref(doc);
+        }
+    }
+    /* malformed or cut text: -1, never a read past len */
+    static const char *bad[] = {"{\"a\":\"unterminated", "{\"a\":\"x\\", "{\"a\" 1}", "{\"a\":[1,2", "[1,2]"};
+    for (size_t i = 0; i < N(bad); i++) {
+        size_t off, vlen;
+        assert_int_equal(kc_json_span(bad[i], strlen(bad[i]), "a.b", &off, &vlen), -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edge_cases),      cmocka_unit_test(test_depth), cmocka_unit_test(test_generated_valid),
         cmocka_unit_test(test_random_mutations), cmocka_unit_test(test_copy),
-        cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_writer), cmocka_unit_test(test_scanner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
