@@ -303,16 +303,40 @@ static json_t *parse_number(struct parser *ps)
 
 static json_t *parse_value(struct parser *ps);
 
+/* After a member or element: 1 when `close` ends the container (consumed), 0 after a ',' (the next
+ * one's first character is at ps->p), -1 on anything else. */
+static int after_item(struct parser *ps, char close)
+{
+    skip_ws(ps);
+    if (ps->p >= ps->end)
+        return -1;
+    if (*ps->p == close) {
+        ps->p++;
+        return 1;
+    }
+    if (*ps->p != ',')
+        return -1;
+    ps->p++;
+    skip_ws(ps);
+    return 0;
+}
+
+/* Just inside a container: true (and consumed) when `close` follows at once. */
+static bool empty_container(struct parser *ps, char close)
+{
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == close) {
+        ps->p++;
+        return true;
+    }
+    return false;
+}
+
 static json_t *parse_object(struct parser *ps)
 {
     json_t *o = json_object();
-    if (!o)
-        return NULL;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
+    if (!o || empty_container(ps, '}'))
         return o;
-    }
     for (;;) {
         if (ps->p >= ps->end || *ps->p != '"')
             goto fail;
@@ -353,17 +377,11 @@ static json_t *parse_object(struct parser *ps)
         free(kheap);
         if (rc || ((ps->flags & JSON_REJECT_DUPLICATES) && json_object_size(o) == before))
             goto fail;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
+        int next = after_item(ps, '}');
+        if (next < 0)
             goto fail;
-        if (*ps->p == '}') {
-            ps->p++;
+        if (next)
             return o;
-        }
-        if (*ps->p != ',')
-            goto fail;
-        ps->p++;
-        skip_ws(ps);
     }
 fail:
     json_decref(o);
@@ -373,28 +391,17 @@ fail:
 static json_t *parse_array(struct parser *ps)
 {
     json_t *a = json_array();
-    if (!a)
-        return NULL;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
+    if (!a || empty_container(ps, ']'))
         return a;
-    }
     for (;;) {
         json_t *v = parse_value(ps);
         if (!v || json_array_append_new(a, v))
             goto fail;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
+        int next = after_item(ps, ']');
+        if (next < 0)
             goto fail;
-        if (*ps->p == ']') {
-            ps->p++;
+        if (next)
             return a;
-        }
-        if (*ps->p != ',')
-            goto fail;
-        ps->p++;
-        skip_ws(ps);
     }
 fail:
     json_decref(a);

@@ -77,39 +77,64 @@ long kc_json_skip(const char *s, size_t len, size_t i)
     return (long)i;
 }
 
-/* Finds key (klen bytes) in the object starting at s[i] ('{'). Sets *vi to the value's start. */
-static int find_key(const char *s, size_t len, size_t i, const char *key, size_t klen, size_t *vi)
+/* s[i] is a member's key: sets (*kp, *kl) to its raw bytes and returns the offset of its value (after the
+ * ':' and whitespace), or -1. */
+static long member_key(const char *s, size_t len, size_t i, const char **kp, size_t *kl)
+{
+    if (i >= len || s[i] != '"')
+        return -1;
+    long ke = skip_string(s, len, i);
+    if (ke < 0)
+        return -1;
+    *kp = s + i + 1;
+    *kl = (size_t)ke - i - 2;
+    i = ws(s, len, (size_t)ke);
+    if (i >= len || s[i] != ':')
+        return -1;
+    return (long)ws(s, len, i + 1);
+}
+
+/* The object starting at s[i] (after whitespace): returns the offset of its first member's key, 0 if it
+ * is empty ("{}"), -1 if it is not an object. (An object's first key is never at offset 0.) */
+static long object_first(const char *s, size_t len, size_t i)
 {
     i = ws(s, len, i);
     if (i >= len || s[i] != '{')
         return -1;
     i = ws(s, len, i + 1);
-    if (i < len && s[i] == '}')
+    return i < len && s[i] == '}' ? 0 : (long)i;
+}
+
+/* After a member's value, which ends at ve: the offset of the next member's key, 0 at the object's
+ * end, -1 on malformed text. */
+static long object_next(const char *s, size_t len, size_t ve)
+{
+    size_t i = ws(s, len, ve);
+    if (i >= len)
         return -1;
-    while (i < len) {
-        if (s[i] != '"')
+    if (s[i] == '}')
+        return 0;
+    return s[i] == ',' ? (long)ws(s, len, i + 1) : -1;
+}
+
+/* Finds key (klen bytes) in the object starting at s[i] ('{'). Sets *vi to the value's start. */
+static int find_key(const char *s, size_t len, size_t i, const char *key, size_t klen, size_t *vi)
+{
+    long at = object_first(s, len, i);
+    while (at > 0) {
+        const char *kp;
+        size_t kl;
+        long v = member_key(s, len, (size_t)at, &kp, &kl);
+        if (v < 0)
             return -1;
-        long ke = skip_string(s, len, i);
-        if (ke < 0)
-            return -1;
-        int match = (size_t)ke - i - 2 == klen && !memcmp(s + i + 1, key, klen);
-        i = ws(s, len, (size_t)ke);
-        if (i >= len || s[i] != ':')
-            return -1;
-        i = ws(s, len, i + 1);
-        if (match) {
-            *vi = i;
+        if (kl == klen && !memcmp(kp, key, klen)) {
+            *vi = (size_t)v;
             return 0;
         }
-        long ve = kc_json_skip(s, len, i);
+        long ve = kc_json_skip(s, len, (size_t)v);
         if (ve < 0)
             return -1;
-        i = ws(s, len, (size_t)ve);
-        if (i >= len || s[i] == '}')
-            return -1;
-        if (s[i] != ',')
-            return -1;
-        i = ws(s, len, i + 1);
+        at = object_next(s, len, (size_t)ve);
     }
     return -1;
 }
@@ -118,46 +143,30 @@ int kc_json_keys(const char *s, size_t len, size_t i, struct kc_jkey *keys, size
 {
     for (size_t k = 0; k < n; k++)
         keys[k].found = 0;
-    i = ws(s, len, i);
-    if (i >= len || s[i] != '{')
-        return -1;
-    i = ws(s, len, i + 1);
-    if (i < len && s[i] == '}')
-        return 0;
+    long at = object_first(s, len, i);
     size_t found = 0;
-    while (i < len) {
-        if (s[i] != '"')
+    while (at > 0) {
+        const char *kp;
+        size_t kl;
+        long v = member_key(s, len, (size_t)at, &kp, &kl);
+        if (v < 0)
             return -1;
-        long ke = skip_string(s, len, i);
-        if (ke < 0)
-            return -1;
-        const char *kp = s + i + 1;
-        size_t kl = (size_t)ke - i - 2;
-        i = ws(s, len, (size_t)ke);
-        if (i >= len || s[i] != ':')
-            return -1;
-        i = ws(s, len, i + 1);
-        long ve = kc_json_skip(s, len, i);
+        long ve = kc_json_skip(s, len, (size_t)v);
         if (ve < 0)
             return -1;
         for (size_t k = 0; k < n; k++) {
             if (!keys[k].found && keys[k].klen == kl && !memcmp(keys[k].key, kp, kl)) {
                 keys[k].found = 1;
-                keys[k].off = i;
-                keys[k].len = (size_t)ve - i;
+                keys[k].off = (size_t)v;
+                keys[k].len = (size_t)(ve - v);
                 found++;
             }
         }
         if (found == n)
             return (int)found;
-        i = ws(s, len, (size_t)ve);
-        if (i < len && s[i] == '}')
-            return (int)found;
-        if (i >= len || s[i] != ',')
-            return -1;
-        i = ws(s, len, i + 1);
+        at = object_next(s, len, (size_t)ve);
     }
-    return -1;
+    return at < 0 ? -1 : (int)found;
 }
 
 int kc_json_span(const char *s, size_t len, const char *path, size_t *off, size_t *vlen)

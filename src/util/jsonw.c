@@ -2,6 +2,7 @@
  * the depth of the value, which request parsing limits to KC_MAX_JSON_DEPTH. */
 #include "util/jsonw.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,41 +51,31 @@ static size_t plain_prefix(const char *s, size_t n)
 
 static int write_str_escaped(struct kc_buf *b, const char *s, size_t n);
 
-static int write_str(struct kc_buf *b, const char *s, size_t n)
+/* A string, and after it the colon of an object key when colon is set: one copy when it needs no
+ * escaping. */
+static int write_str_then(struct kc_buf *b, const char *s, size_t n, bool colon)
 {
-    if (plain_prefix(s, n) != n)
-        return write_str_escaped(b, s, n);
-    int rc = room(b, n + 2);
+    if (plain_prefix(s, n) != n) {
+        int rc = write_str_escaped(b, s, n);
+        return rc || !colon ? rc : put1(b, ':');
+    }
+    size_t extra = colon ? 1 : 0;
+    int rc = room(b, n + 2 + extra);
     if (rc)
         return rc;
     char *o = b->data + b->len;
     o[0] = '"';
     memcpy(o + 1, s, n);
     o[n + 1] = '"';
-    b->len += n + 2;
+    if (colon)
+        o[n + 2] = ':';
+    b->len += n + 2 + extra;
     b->data[b->len] = 0;
     return 0;
 }
 
-/* An object key and its colon in one step when the key needs no escaping. */
-static int write_key(struct kc_buf *b, const char *k, size_t n)
-{
-    if (plain_prefix(k, n) != n) {
-        int rc = write_str_escaped(b, k, n);
-        return rc ? rc : put1(b, ':');
-    }
-    int rc = room(b, n + 3);
-    if (rc)
-        return rc;
-    char *o = b->data + b->len;
-    o[0] = '"';
-    memcpy(o + 1, k, n);
-    o[n + 1] = '"';
-    o[n + 2] = ':';
-    b->len += n + 3;
-    b->data[b->len] = 0;
-    return 0;
-}
+static int write_str(struct kc_buf *b, const char *s, size_t n) { return write_str_then(b, s, n, false); }
+static int write_key(struct kc_buf *b, const char *k, size_t n) { return write_str_then(b, k, n, true); }
 
 static int write_int(struct kc_buf *b, json_int_t v)
 {
