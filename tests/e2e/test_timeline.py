@@ -192,7 +192,8 @@ class TimelineTest(harness.ServerTestCase):
     def test_stuck_in_image_pull_backoff(self):
         self.create(deployment("stuck", 2, image="registry.example/missing:1",
                                annotations={"sim.kubec.io/fail": "image-pull"}))
-        doc = self.wait_timeline("stuck", 2)
+        # both pods stuck (the first may get there while the second still pulls)
+        doc = self.wait_timeline("stuck", 2, until=lambda d: (d.get("waiting") or {}).get("pods") == 2)
         w = doc["waiting"]
         self.assertFalse(doc["complete"])
         self.assertEqual(w["stage"], "pulled")
