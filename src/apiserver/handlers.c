@@ -1754,13 +1754,26 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
                        NULL);
         return -1;
     }
-    /* cur is this request's own parse, only read after this: next shares its subtrees except the three
-     * objects changed here or later in place (metadata, spec's top level, status). */
+    /* cur is this request's own copy, only read after this: next shares its subtrees except the objects
+     * changed here or later in place, each copied one level (metadata and its annotations, where the
+     * timeline stamp goes; spec's top level; status and its conditions list, whose entries are replaced,
+     * never edited). Deep copies of metadata (with its managedFields) and status were a third of a
+     * binding's copying. */
     *next = json_copy(cur);
-    json_object_set_new(*next, "metadata", kc_json_copy(kc_jmeta(cur)));
+    json_t *meta = json_copy(kc_jmeta(cur));
+    json_t *ann = json_object_get(meta, "annotations");
+    if (json_is_object(ann))
+        json_object_set_new(meta, "annotations", json_copy(ann));
+    json_object_set_new(*next, "metadata", meta);
     json_object_set_new(*next, "spec", json_copy(json_object_get(cur, "spec")));
-    if (json_is_object(json_object_get(cur, "status")))
-        json_object_set_new(*next, "status", kc_json_copy(json_object_get(cur, "status")));
+    json_t *cur_st = json_object_get(cur, "status");
+    if (json_is_object(cur_st)) {
+        json_t *st_copy = json_copy(cur_st);
+        json_t *cc = json_object_get(st_copy, "conditions");
+        if (json_is_array(cc))
+            json_object_set_new(st_copy, "conditions", json_copy(cc));
+        json_object_set_new(*next, "status", st_copy);
+    }
     json_object_del(kc_jmeta(*next), "resourceVersion");
     json_t *spec = json_object_get(*next, "spec");
     json_object_set_new(spec, "nodeName", json_string(b->node));
