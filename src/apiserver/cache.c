@@ -238,9 +238,6 @@ static char *scalar_text(const char *s, size_t n)
     return strndup(s, n);
 }
 
-/* Builds the immutable cached form of a stored value at revision rev, without parsing the whole
- * object: metadata.resourceVersion is spliced into the bytes, labels and the field-selector values
- * are scanned for (util/jsonscan.h). This is the per-write cost of the cache, so it matters. */
 /* The spans obj_build needs, found in one pass over each object level (util/jsonscan.h
  * kc_json_keys): the top level (metadata and the parents of the field-selector fields), metadata
  * (resourceVersion, labels) and each parent (spec, status, involvedObject ...). A lookup per value
@@ -306,6 +303,9 @@ static int find_spans(const char *value, size_t len, const char *const *paths, s
     return 0;
 }
 
+/* Builds the immutable cached form of a stored value at revision rev, without parsing the whole
+ * object: metadata.resourceVersion is spliced into the bytes, labels and the field-selector values
+ * are scanned for (util/jsonscan.h). This is the per-write cost of the cache, so it matters. */
 static struct kc_obj *obj_build(struct kc_storage *st, const char *key, const char *value, size_t len, kc_rev_t rev,
                                 kc_rev_t create_rev)
 {

@@ -633,6 +633,19 @@ static bool spec_changed(json_t *a, json_t *b)
     return !json_equal(sa, sb);
 }
 
+/* A new version of cur sharing its subtrees (cur is the request's own copy and is only read afterwards),
+ * with what every write changes in place copied one level: the top level, metadata's own members
+ * (resourceVersion; managedFields, rebuilt and replaced) and the annotations object (timeline stamps). */
+static json_t *sharing_copy(json_t *cur)
+{
+    json_t *next = json_copy(cur), *meta = json_copy(kc_jmeta(cur));
+    json_t *ann = json_object_get(meta, "annotations");
+    if (json_is_object(ann))
+        json_object_set_new(meta, "annotations", json_copy(ann));
+    json_object_set_new(next, "metadata", meta);
+    return next;
+}
+
 /* Turns `next` (what the client wants) into the object to store, given the
  * current object `cur`: server-owned metadata is kept, status or spec kept
  * depending on the mode, generation bumped on spec changes. */
@@ -655,15 +668,8 @@ static void merge_server_fields(const struct kc_resource *res, json_t *next, jso
         json_t *st = json_incref(json_object_get(next, "status"));
         /* only the sent timeline annotation survives from next's metadata: keep just that string */
         json_t *sent_tl = json_incref(json_object_get(kc_jget(next, "metadata.annotations"), KC_TIMELINE_ANN));
-        /* next = cur apart from status: cur is this request's own parse and is only read from here on, so
-         * next shares its subtrees; only what the steps after this change in place is copied, one level
-         * deep: metadata's own members (resourceVersion; managedFields, which is rebuilt and replaced) and
-         * the annotations object (timeline). */
-        json_t *copy = json_copy(cur), *meta = json_copy(kc_jmeta(cur));
-        json_t *ann = json_object_get(meta, "annotations");
-        if (json_is_object(ann))
-            json_object_set_new(meta, "annotations", json_copy(ann));
-        json_object_set_new(copy, "metadata", meta);
+        /* next = cur apart from status */
+        json_t *copy = sharing_copy(cur);
         json_object_clear(next);
         json_object_update(next, copy);
         json_decref(copy);
@@ -1754,17 +1760,10 @@ static int bind_mutate(void *ctx, json_t *cur, json_t **next, struct kc_resp *re
                        NULL);
         return -1;
     }
-    /* cur is this request's own copy, only read after this: next shares its subtrees except the objects
-     * changed here or later in place, each copied one level (metadata and its annotations, where the
-     * timeline stamp goes; spec's top level; status and its conditions list, whose entries are replaced,
-     * never edited). Deep copies of metadata (with its managedFields) and status were a third of a
-     * binding's copying. */
-    *next = json_copy(cur);
-    json_t *meta = json_copy(kc_jmeta(cur));
-    json_t *ann = json_object_get(meta, "annotations");
-    if (json_is_object(ann))
-        json_object_set_new(meta, "annotations", json_copy(ann));
-    json_object_set_new(*next, "metadata", meta);
+    /* besides what sharing_copy copies: spec's top level, and status with its conditions list, whose
+     * entries are replaced, never edited (deep copies of metadata, with its managedFields, and of status
+     * were a third of a binding's copying) */
+    *next = sharing_copy(cur);
     json_object_set_new(*next, "spec", json_copy(json_object_get(cur, "spec")));
     json_t *cur_st = json_object_get(cur, "status");
     if (json_is_object(cur_st)) {

@@ -103,21 +103,15 @@ static _Thread_local size_t uuid_left;
 
 void kc_uuid(char out[37])
 {
-    unsigned char b[16];
-    if (uuid_left < sizeof b) {
-        if (RAND_bytes(uuid_pool, sizeof uuid_pool) == 1) {
-            uuid_left = sizeof uuid_pool;
-        } else {
-            uuid_left = 0;
-            for (size_t i = 0; i < sizeof b; i++)
+    if (uuid_left < 16) {
+        if (RAND_bytes(uuid_pool, sizeof uuid_pool) != 1)
+            for (size_t i = 0; i < sizeof uuid_pool; i++)
                 uuid_pool[i] = (unsigned char)rand();
-        }
+        uuid_left = sizeof uuid_pool;
     }
-    size_t at = uuid_left >= sizeof b ? sizeof uuid_pool - uuid_left : 0;
-    memcpy(b, uuid_pool + at, sizeof b);
-    memset(uuid_pool + at, 0, sizeof b); /* handed out once */
-    if (uuid_left >= sizeof b)
-        uuid_left -= sizeof b;
+    unsigned char b[16];
+    memcpy(b, uuid_pool + sizeof uuid_pool - uuid_left, sizeof b);
+    uuid_left -= sizeof b;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     static const char hex[] = "0123456789abcdef";

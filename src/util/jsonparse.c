@@ -234,6 +234,16 @@ static int parse_string(struct parser *ps, const char **s, size_t *n, bool *nul)
 
 static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* The end of the run of one or more digits at p, or NULL if p is not at a digit. */
+static const char *digit_run(const char *p, const char *end)
+{
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
 static json_t *parse_number(struct parser *ps)
 {
     const char *p = ps->p, *end = ps->end, *start = p;
@@ -250,26 +260,20 @@ static json_t *parse_number(struct parser *ps)
         if (p < end && is_digit(*p))
             return NULL;
     } else {
-        while (p < end && is_digit(*p))
-            p++;
+        p = digit_run(p, end);
     }
     const char *digits_end = p;
     if (p < end && *p == '.') {
-        p++;
-        if (p >= end || !is_digit(*p))
+        if (!(p = digit_run(p + 1, end)))
             return NULL;
-        while (p < end && is_digit(*p))
-            p++;
         real = true;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         if (p < end && (*p == '+' || *p == '-'))
             p++;
-        if (p >= end || !is_digit(*p))
+        if (!(p = digit_run(p, end)))
             return NULL;
-        while (p < end && is_digit(*p))
-            p++;
         real = true;
     }
     if (!real) {
@@ -332,80 +336,63 @@ static bool empty_container(struct parser *ps, char close)
     return false;
 }
 
-static json_t *parse_object(struct parser *ps)
+/* One `"key": value` member into o; 0 or -1. */
+static int add_member(struct parser *ps, json_t *o)
 {
-    json_t *o = json_object();
-    if (!o || empty_container(ps, '}'))
-        return o;
-    for (;;) {
-        if (ps->p >= ps->end || *ps->p != '"')
-            goto fail;
-        ps->p++;
-        const char *k;
-        size_t kn;
-        bool nul;
-        if (parse_string(ps, &k, &kn, &nul) || nul)
-            goto fail;
-        /* the key may live in scratch, which the value's strings reuse: keep it aside when it does */
-        char kbuf[128], *kheap = NULL;
-        if (k == ps->scratch) {
-            if (kn < sizeof kbuf) {
-                memcpy(kbuf, k, kn);
-                k = kbuf;
-            } else {
-                kheap = malloc(kn + 1);
-                if (!kheap)
-                    goto fail;
-                memcpy(kheap, k, kn);
-                k = kheap;
-            }
-        }
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') {
-            free(kheap);
-            goto fail;
-        }
+    if (ps->p >= ps->end || *ps->p != '"')
+        return -1;
+    ps->p++;
+    const char *k;
+    size_t kn;
+    bool nul;
+    if (parse_string(ps, &k, &kn, &nul) || nul)
+        return -1;
+    /* a key with escapes was decoded into scratch, which the value's strings reuse: keep a copy (rare) */
+    char *kown = NULL;
+    if (k == ps->scratch) {
+        if (!(kown = malloc(kn ? kn : 1)))
+            return -1;
+        memcpy(kown, k, kn);
+        k = kown;
+    }
+    int rc = -1;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == ':') {
         ps->p++;
         skip_ws(ps);
         json_t *v = parse_value(ps);
-        if (!v) {
-            free(kheap);
-            goto fail;
-        }
         size_t before = json_object_size(o);
-        int rc = json_object_setn_new_nocheck(o, k, kn, v);
-        free(kheap);
-        if (rc || ((ps->flags & JSON_REJECT_DUPLICATES) && json_object_size(o) == before))
-            goto fail;
-        int next = after_item(ps, '}');
-        if (next < 0)
-            goto fail;
-        if (next)
-            return o;
+        /* a duplicate replaces the earlier value and leaves the size as it was */
+        if (v && json_object_setn_new_nocheck(o, k, kn, v) == 0)
+            rc = (ps->flags & JSON_REJECT_DUPLICATES) && json_object_size(o) == before ? -1 : 0;
     }
-fail:
-    json_decref(o);
-    return NULL;
+    free(kown);
+    return rc;
 }
 
-static json_t *parse_array(struct parser *ps)
+/* An object or an array; ps->p is just past its '{' or '['. */
+static json_t *parse_container(struct parser *ps, bool obj)
 {
-    json_t *a = json_array();
-    if (!a || empty_container(ps, ']'))
-        return a;
+    char close = obj ? '}' : ']';
+    json_t *c = obj ? json_object() : json_array();
+    if (!c || empty_container(ps, close))
+        return c;
     for (;;) {
-        json_t *v = parse_value(ps);
-        if (!v || json_array_append_new(a, v))
-            goto fail;
-        int next = after_item(ps, ']');
-        if (next < 0)
-            goto fail;
+        int rc;
+        if (obj) {
+            rc = add_member(ps, c);
+        } else {
+            json_t *v = parse_value(ps);
+            rc = v && json_array_append_new(c, v) == 0 ? 0 : -1;
+        }
+        int next = rc ? -1 : after_item(ps, close);
+        if (next < 0) {
+            json_decref(c);
+            return NULL;
+        }
         if (next)
-            return a;
+            return c;
     }
-fail:
-    json_decref(a);
-    return NULL;
 }
 
 static bool literal(struct parser *ps, const char *word, size_t n)
@@ -428,7 +415,7 @@ static json_t *parse_value(struct parser *ps)
             return NULL;
         bool obj = *ps->p == '{';
         ps->p++;
-        json_t *v = obj ? parse_object(ps) : parse_array(ps);
+        json_t *v = parse_container(ps, obj);
         ps->depth--;
         return v;
     }
